@@ -1,0 +1,449 @@
+"""Canonical msgpack encoding of every runtime value.
+
+Every value on chain has exactly one byte string. A struct (a frozen dataclass
+deriving from :class:`Struct`) is a msgpack array of its fields in declaration
+order; field types are declared with the annotations below, and decoding checks
+each of them strictly:
+
+==================  ==========================================================
+annotation          msgpack form
+==================  ==========================================================
+``U8`` … ``U128``   non-negative integer below ``2**bits`` (``U128`` values
+                    above ``2**64 - 1`` are a 16-byte big-endian bin, because
+                    msgpack integers stop at 64 bits)
+``Bytes32`` etc.    bin of exactly that length (``Fixed(n)``)
+``Blob(n)``         bin of at most ``n`` bytes
+``Text(n)``         UTF-8 str of at most ``n`` bytes
+``bool``            true / false
+``Tuple(n)``        array of at most ``n`` items (``tuple[T, ...]``)
+``T | None``        nil or ``T``
+``StrEnum``         str, one of the enum's values
+``Struct``          array of the fields, in order
+==================  ==========================================================
+
+Decoding rejects, each with its own named error: input over the size limit,
+bytes that are not msgpack, trailing bytes, a wrong type, a wrong field count,
+an integer out of range, an over-long string/bin/array, an unknown enum value,
+and any encoding that is not the canonical one (e.g. a small integer written in
+a wider form), so ``encode(decode(b)) == b`` for every accepted ``b``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar, TypeVar, get_args, get_origin, get_type_hints
+
+import msgpack
+
+# Hard bounds on any single decode; per-type limits below are usually tighter.
+MAX_DECODE_SIZE = 4 * 1024 * 1024
+MAX_CONTAINER_LEN = 65_536
+
+
+# ---------------------------------------------------------------------------
+# Errors
+
+
+class DecodeError(ValueError):
+    """Bytes that are not the canonical encoding of the expected type."""
+
+
+class Oversize(DecodeError):
+    """The input is larger than the limit for its type."""
+
+
+class Malformed(DecodeError):
+    """The input is not valid msgpack (or uses extension types)."""
+
+
+class TrailingBytes(DecodeError):
+    """Valid msgpack followed by extra bytes."""
+
+
+class WrongType(DecodeError):
+    """A value has the wrong msgpack type for its field."""
+
+
+class WrongFieldCount(DecodeError):
+    """A struct array has unknown (extra) or missing fields."""
+
+
+class OutOfRange(DecodeError):
+    """An integer outside its declared range, or an unknown enum value."""
+
+
+class TooLong(DecodeError):
+    """A string, bin or array longer than its declared maximum."""
+
+
+class NonCanonical(DecodeError):
+    """Decodes, but is not the one canonical byte string for the value."""
+
+
+class EncodeError(ValueError):
+    """A value that cannot be encoded under its declared type (a bug in the caller)."""
+
+
+# ---------------------------------------------------------------------------
+# Type annotations
+
+
+@dataclasses.dataclass(frozen=True)
+class UInt:
+    bits: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Fixed:
+    length: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Blob:
+    max_length: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Text:
+    max_length: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Tuple:
+    max_items: int
+
+
+U8 = Annotated[int, UInt(8)]
+U16 = Annotated[int, UInt(16)]
+U32 = Annotated[int, UInt(32)]
+U64 = Annotated[int, UInt(64)]
+U128 = Annotated[int, UInt(128)]
+Bytes32 = Annotated[bytes, Fixed(32)]
+Bytes64 = Annotated[bytes, Fixed(64)]
+
+
+class Struct:
+    """Base of every encodable record: subclasses are frozen dataclasses.
+
+    ``MAX_SIZE`` bounds the encoded size accepted by :func:`decode`.
+    """
+
+    MAX_SIZE: ClassVar[int] = MAX_DECODE_SIZE
+
+    def encode(self) -> bytes:
+        return encode(self)
+
+
+S = TypeVar("S", bound=Struct)
+
+# A codec is a pair (to_wire, from_wire) converting between Python values and
+# the primitives msgpack packs.
+ToWire = Callable[[Any], Any]
+FromWire = Callable[[Any], Any]
+
+
+class CustomCodec:
+    """Types with their own wire form implement these two classmethods."""
+
+    @classmethod
+    def to_wire(cls, value: Any) -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    @classmethod
+    def from_wire(cls, wire: Any) -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+_codecs: dict[Any, tuple[ToWire, FromWire]] = {}
+
+
+def _uint_codec(bits: int) -> tuple[ToWire, FromWire]:
+    limit = 1 << bits
+
+    def to_wire(v: Any) -> Any:
+        if type(v) is not int or not 0 <= v < limit:
+            raise EncodeError(f"not a u{bits}: {v!r}")
+        if v >= 1 << 64:
+            return v.to_bytes(16, "big")
+        return v
+
+    def from_wire(w: Any) -> int:
+        if type(w) is int:
+            if not 0 <= w < limit:
+                raise OutOfRange(f"integer {w} is not a u{bits}")
+            return w
+        if bits == 128 and type(w) is bytes:
+            if len(w) != 16:
+                raise WrongType("a u128 bin must be 16 bytes")
+            v = int.from_bytes(w, "big")
+            if v < 1 << 64:
+                raise NonCanonical("a u128 below 2**64 must be a msgpack integer")
+            return v
+        raise WrongType(f"expected u{bits}, got {type(w).__name__}")
+
+    return to_wire, from_wire
+
+
+def _bytes_codec(length: int, exact: bool) -> tuple[ToWire, FromWire]:
+    def to_wire(v: Any) -> Any:
+        if type(v) is not bytes or (len(v) != length if exact else len(v) > length):
+            raise EncodeError(f"bad bytes for {'Fixed' if exact else 'Blob'}({length})")
+        return v
+
+    def from_wire(w: Any) -> bytes:
+        if type(w) is not bytes:
+            raise WrongType(f"expected bin, got {type(w).__name__}")
+        if exact and len(w) != length:
+            raise WrongType(f"expected {length} bytes, got {len(w)}")
+        if len(w) > length:
+            raise TooLong(f"bin of {len(w)} bytes exceeds {length}")
+        return w
+
+    return to_wire, from_wire
+
+
+def _text_codec(max_length: int) -> tuple[ToWire, FromWire]:
+    def to_wire(v: Any) -> Any:
+        if type(v) is not str or len(v.encode()) > max_length:
+            raise EncodeError(f"bad text for Text({max_length}): {v!r}")
+        return v
+
+    def from_wire(w: Any) -> str:
+        if type(w) is not str:
+            raise WrongType(f"expected str, got {type(w).__name__}")
+        if len(w.encode()) > max_length:
+            raise TooLong(f"text exceeds {max_length} bytes")
+        return w
+
+    return to_wire, from_wire
+
+
+def _bool_to_wire(v: Any) -> Any:
+    if type(v) is not bool:
+        raise EncodeError(f"not a bool: {v!r}")
+    return v
+
+
+def _bool_from_wire(w: Any) -> bool:
+    if type(w) is not bool:
+        raise WrongType(f"expected bool, got {type(w).__name__}")
+    return w
+
+
+def _tuple_codec(item: Any, max_items: int) -> tuple[ToWire, FromWire]:
+    item_to, item_from = codec_for(item)
+
+    def to_wire(v: Any) -> Any:
+        if type(v) is not tuple or len(v) > max_items:
+            raise EncodeError(f"bad tuple for Tuple({max_items})")
+        return [item_to(x) for x in v]
+
+    def from_wire(w: Any) -> tuple[Any, ...]:
+        if type(w) is not list:
+            raise WrongType(f"expected array, got {type(w).__name__}")
+        if len(w) > max_items:
+            raise TooLong(f"array of {len(w)} items exceeds {max_items}")
+        return tuple(item_from(x) for x in w)
+
+    return to_wire, from_wire
+
+
+def _optional_codec(inner: Any) -> tuple[ToWire, FromWire]:
+    inner_to, inner_from = codec_for(inner)
+
+    def to_wire(v: Any) -> Any:
+        return None if v is None else inner_to(v)
+
+    def from_wire(w: Any) -> Any:
+        return None if w is None else inner_from(w)
+
+    return to_wire, from_wire
+
+
+def _enum_codec(cls: type[enum.Enum]) -> tuple[ToWire, FromWire]:
+    values = {m.value: m for m in cls}
+
+    def to_wire(v: Any) -> Any:
+        if not isinstance(v, cls):
+            raise EncodeError(f"not a {cls.__name__}: {v!r}")
+        return v.value
+
+    def from_wire(w: Any) -> Any:
+        if type(w) is not str:
+            raise WrongType(f"expected {cls.__name__} name, got {type(w).__name__}")
+        member = values.get(w)
+        if member is None:
+            raise OutOfRange(f"unknown {cls.__name__}: {w!r}")
+        return member
+
+    return to_wire, from_wire
+
+
+def _struct_codec(cls: type[Struct]) -> tuple[ToWire, FromWire]:
+    hints = get_type_hints(cls, include_extras=True)
+    fields = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    field_codecs: list[tuple[ToWire, FromWire]] = []
+    # Register a forward placeholder first so self-referential types terminate.
+    placeholder_to: list[ToWire] = []
+    placeholder_from: list[FromWire] = []
+    _codecs[cls] = (lambda v: placeholder_to[0](v), lambda w: placeholder_from[0](w))
+    for name in fields:
+        field_codecs.append(codec_for(hints[name]))
+    count = len(fields)
+    pairs = list(zip(fields, field_codecs, strict=True))
+
+    def to_wire(v: Any) -> Any:
+        if type(v) is not cls:
+            raise EncodeError(f"expected {cls.__name__}, got {type(v).__name__}")
+        return [c[0](getattr(v, n)) for n, c in pairs]
+
+    def from_wire(w: Any) -> Any:
+        if type(w) is not list:
+            raise WrongType(f"{cls.__name__}: expected array, got {type(w).__name__}")
+        if len(w) != count:
+            raise WrongFieldCount(f"{cls.__name__}: expected {count} fields, got {len(w)}")
+        try:
+            return cls(*[c[1](x) for (_, c), x in zip(pairs, w, strict=True)])
+        except DecodeError as e:
+            raise type(e)(f"{cls.__name__}.{_failing_field(pairs, w)}: {e}") from None
+
+    placeholder_to.append(to_wire)
+    placeholder_from.append(from_wire)
+    return to_wire, from_wire
+
+
+def _failing_field(pairs: list[tuple[str, tuple[ToWire, FromWire]]], w: list[Any]) -> str:
+    for (name, c), x in zip(pairs, w, strict=True):
+        try:
+            c[1](x)
+        except DecodeError:
+            return name
+    return "?"
+
+
+def codec_for(tp: Any) -> tuple[ToWire, FromWire]:
+    """The (to_wire, from_wire) pair for an annotated type, built once and cached."""
+    cached = _codecs.get(tp)
+    if cached is not None:
+        return cached
+    result: tuple[ToWire, FromWire]
+    origin = get_origin(tp)
+    if origin is Annotated:
+        base, *meta = get_args(tp)
+        spec = meta[0]
+        if isinstance(spec, UInt) and base is int:
+            result = _uint_codec(spec.bits)
+        elif isinstance(spec, Fixed) and base is bytes:
+            result = _bytes_codec(spec.length, exact=True)
+        elif isinstance(spec, Blob) and base is bytes:
+            result = _bytes_codec(spec.max_length, exact=False)
+        elif isinstance(spec, Text) and base is str:
+            result = _text_codec(spec.max_length)
+        elif isinstance(spec, Tuple) and get_origin(base) is tuple:
+            result = _tuple_codec(get_args(base)[0], spec.max_items)
+        else:
+            raise TypeError(f"unsupported annotation {tp!r}")
+    elif origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) != 1 or len(get_args(tp)) != 2:
+            raise TypeError(f"only T | None unions are encodable: {tp!r}")
+        result = _optional_codec(args[0])
+    elif tp is bool:
+        result = (_bool_to_wire, _bool_from_wire)
+    elif isinstance(tp, type) and issubclass(tp, enum.Enum):
+        result = _enum_codec(tp)
+    elif isinstance(tp, type) and issubclass(tp, CustomCodec):
+        result = (tp.to_wire, tp.from_wire)
+    elif isinstance(tp, type) and issubclass(tp, Struct):
+        result = _struct_codec(tp)
+    else:
+        raise TypeError(f"type {tp!r} has no canonical encoding (use U64, Text(n), ...)")
+    _codecs[tp] = result
+    return result
+
+
+# ---------------------------------------------------------------------------
+# Public entry points
+
+
+def pack(wire: Any) -> bytes:
+    """Pack wire primitives into msgpack bytes (the only packer the chain uses)."""
+    return msgpack.packb(wire, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def unpack(data: bytes, max_size: int = MAX_DECODE_SIZE) -> Any:
+    """Unpack msgpack bytes to wire primitives, strictly (no ext, no maps, no floats)."""
+    if type(data) is not bytes:
+        raise WrongType("input must be bytes")
+    if len(data) > max_size:
+        raise Oversize(f"{len(data)} bytes exceeds the limit of {max_size}")
+    try:
+        return msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_str_len=max_size,
+            max_bin_len=max_size,
+            max_array_len=MAX_CONTAINER_LEN,
+            max_map_len=0,
+            max_ext_len=0,
+        )
+    except msgpack.ExtraData:
+        raise TrailingBytes("extra bytes after the value") from None
+    except (ValueError, TypeError, msgpack.UnpackException, UnicodeDecodeError) as e:
+        raise Malformed(f"not valid msgpack: {type(e).__name__}") from None
+    except RecursionError:
+        raise Malformed("nesting too deep") from None
+
+
+def to_wire(value: Any, tp: Any = None) -> Any:
+    """Convert a value to msgpack primitives under its type (default: its class)."""
+    return codec_for(type(value) if tp is None else tp)[0](value)
+
+
+def from_wire(wire: Any, tp: Any) -> Any:
+    """Convert msgpack primitives to a value of ``tp``, strictly."""
+    try:
+        return codec_for(tp)[1](wire)
+    except DecodeError:
+        raise
+    except (TypeError, ValueError, RecursionError) as e:
+        # A constructor's own validation (__post_init__) failing is a decode error too.
+        raise WrongType(f"invalid value: {e}") from None
+
+
+def encode(value: Any, tp: Any = None) -> bytes:
+    """The canonical bytes of ``value`` (typed by ``tp``, default its class)."""
+    return pack(to_wire(value, tp))
+
+
+def decode(data: bytes, tp: type[S] | Any, max_size: int | None = None) -> Any:
+    """Decode canonical bytes into a ``tp`` value, rejecting anything non-canonical."""
+    if max_size is None:
+        max_size = tp.MAX_SIZE if isinstance(tp, type) and issubclass(tp, Struct) else MAX_DECODE_SIZE
+    value = from_wire(unpack(data, max_size), tp)
+    if encode(value, tp) != data:
+        raise NonCanonical("not the canonical encoding of the value")
+    return value
+
+
+def hex0x(data: bytes) -> str:
+    return "0x" + data.hex()
+
+
+def from_hex0x(text: str, length: int | None = None) -> bytes:
+    """Parse ``0x``-prefixed hex (the form RPC and the CLI use), optionally of a fixed length."""
+    if not isinstance(text, str) or not text.startswith("0x"):
+        raise ValueError(f"expected 0x-prefixed hex, got {text!r}")
+    try:
+        raw = bytes.fromhex(text[2:])
+    except ValueError:
+        raise ValueError(f"invalid hex: {text!r}") from None
+    if length is not None and len(raw) != length:
+        raise ValueError(f"expected {length} bytes of hex, got {len(raw)}")
+    return raw

@@ -1,0 +1,293 @@
+"""The module framework: storage items, calls, events and errors (FRAME's shape).
+
+Each runtime module declares, in one file and in this order: its config
+constants, its storage items (:class:`StorageValue`, :class:`StorageMap`), its
+events (:class:`Event` subclasses), its errors (:class:`DispatchError`
+subclasses) and its calls (functions registered with :meth:`Module.call`, each
+documented with who may call it, its weight and its errors).
+
+Storage keys are ``b"<module>:<item>"`` for a value and
+``b"<module>:<item>:" + map key`` for a map entry, where the map key is the
+concatenation of its parts: an integer as 8 big-endian bytes, bytes as they
+are. Values are canonical msgpack of the item's declared type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+from runtime import codec
+from runtime.codec import U32, Bytes32, CustomCodec, Struct
+from runtime.state import Overlay, StateReader
+
+V = TypeVar("V")
+A = TypeVar("A", bound=Struct)
+
+# ---------------------------------------------------------------------------
+# Storage
+
+
+def map_key_bytes(key: Any) -> bytes:
+    """The byte form of a map key: ints as u64 big-endian, bytes as is, tuples concatenated."""
+    if type(key) is int:
+        return key.to_bytes(8, "big")
+    if type(key) is bytes:
+        return key
+    if type(key) is tuple:
+        return b"".join(map_key_bytes(part) for part in key)
+    raise TypeError(f"unsupported storage map key {key!r}")
+
+
+def _read(state: StateReader, key: bytes, tp: Any) -> Any:
+    raw = state.get(key)
+    if raw is None:
+        return None
+    # Stored values were written canonically by the runtime itself; skip the
+    # re-encode check that codec.decode does for untrusted input.
+    return codec.from_wire(codec.unpack(raw), tp)
+
+
+class StorageValue(Generic[V]):
+    """A single typed value in state, with a default when absent."""
+
+    def __init__(self, module: str, name: str, tp: Any, default: V) -> None:
+        self.key = f"{module}:{name}".encode()
+        self.tp = tp
+        self.default = default
+
+    def get(self, state: StateReader) -> V:
+        value = _read(state, self.key, self.tp)
+        return self.default if value is None else value  # type: ignore[no-any-return]
+
+    def put(self, state: Overlay, value: V) -> None:
+        state.set(self.key, codec.encode(value, self.tp))
+
+
+class StorageMap(Generic[V]):
+    """A typed map in state; keys are ints, bytes or tuples of them."""
+
+    def __init__(self, module: str, name: str, value_tp: Any) -> None:
+        self.prefix = f"{module}:{name}:".encode()
+        self.tp = value_tp
+
+    def key(self, key: Any) -> bytes:
+        return self.prefix + map_key_bytes(key)
+
+    def get(self, state: StateReader, key: Any) -> V | None:
+        return _read(state, self.key(key), self.tp)  # type: ignore[no-any-return]
+
+    def contains(self, state: StateReader, key: Any) -> bool:
+        return state.get(self.key(key)) is not None
+
+    def put(self, state: Overlay, key: Any, value: V) -> None:
+        state.set(self.key(key), codec.encode(value, self.tp))
+
+    def remove(self, state: Overlay, key: Any) -> None:
+        state.delete(self.key(key))
+
+
+# ---------------------------------------------------------------------------
+# Errors
+
+
+class DispatchError(Exception):
+    """A call failed: its changes are reverted, its fee is kept, its nonce is used.
+
+    Each module subclasses this once per failure; the error's name on chain
+    (in events and RPC) is ``<module>.<ClassName>``.
+    """
+
+    module: ClassVar[str] = "system"
+
+    @classmethod
+    def error_name(cls) -> str:
+        return f"{cls.module}.{cls.__name__}"
+
+
+class BadOrigin(DispatchError):
+    """The signer may not make this call."""
+
+
+# ---------------------------------------------------------------------------
+# Events
+
+EVENT_TYPES: dict[tuple[str, str], type[Event]] = {}
+
+
+class Event(Struct):
+    """Base of module events: frozen dataclasses registered by (module, name)."""
+
+    module: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.module:
+            EVENT_TYPES[(cls.module, cls.__name__)] = cls
+
+
+class AnyEvent(CustomCodec):
+    """Wire form of an event of any module: ``[module, name, [fields…]]``."""
+
+    @classmethod
+    def to_wire(cls, value: Any) -> Any:
+        if not isinstance(value, Event) or not value.module:
+            raise codec.EncodeError(f"not an event: {value!r}")
+        return [value.module, type(value).__name__, codec.to_wire(value)]
+
+    @classmethod
+    def from_wire(cls, wire: Any) -> Any:
+        if type(wire) is not list or len(wire) != 3:
+            raise codec.WrongType("an event is [module, name, fields]")
+        module, name, fields = wire
+        event_type = EVENT_TYPES.get((module, name)) if type(module) is type(name) is str else None
+        if event_type is None:
+            raise codec.OutOfRange(f"unknown event {module!r}.{name!r}")
+        return codec.from_wire(fields, event_type)
+
+
+@dataclass(frozen=True)
+class EventRecord(Struct):
+    """An event with the index of the extrinsic that emitted it (None: block initialization)."""
+
+    extrinsic_index: U32 | None
+    event: AnyEvent
+
+
+def event_to_json(event: Event) -> dict[str, Any]:
+    """An event as JSON for RPC and the CLI: bytes as 0x-hex, enums as their names."""
+    out: dict[str, Any] = {"module": event.module, "name": type(event).__name__}
+    for f in dataclasses.fields(event):
+        out[f.name] = json_value(getattr(event, f.name))
+    return out
+
+
+def json_value(value: Any) -> Any:
+    """Any codec value as plain JSON (the form RPC answers use)."""
+    if isinstance(value, bytes):
+        return codec.hex0x(value)
+    if isinstance(value, Struct) and dataclasses.is_dataclass(value):
+        return {f.name: json_value(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple):
+        return [json_value(v) for v in value]
+    if hasattr(value, "value") and isinstance(getattr(value, "value", None), str):
+        return value.value
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Execution environment
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    """What a call may know about the block it runs in."""
+
+    number: int
+    timestamp: int  # milliseconds since the Unix epoch, from the block header
+    author: bytes  # the block author's account id
+    parent_hash: bytes
+
+
+@dataclass
+class Env:
+    """Passed to every call: the state overlay to read and write, the block, the event sink."""
+
+    state: Overlay
+    block: BlockInfo
+    events: list[EventRecord]
+    extrinsic_index: int | None = None
+
+    def emit(self, event: Event) -> None:
+        self.events.append(EventRecord(self.extrinsic_index, event))
+
+
+# ---------------------------------------------------------------------------
+# Calls
+
+Weight = int  # reference nanoseconds of execution on the benchmark machine
+
+
+@dataclass(frozen=True)
+class CallSpec:
+    """A dispatchable call: its module, name, argument struct, handler and weight."""
+
+    module: str
+    name: str
+    args: type[Struct]
+    handler: Callable[[Env, bytes, Any], None]
+    weight: Callable[[Any], Weight]
+    doc: str = ""
+
+
+CALLS: dict[tuple[str, str], CallSpec] = {}
+CALLS_BY_ARGS: dict[type[Struct], CallSpec] = {}
+
+
+@dataclass
+class Module:
+    """A runtime module's call table; calls register themselves with :meth:`call`."""
+
+    name: str
+    calls: dict[str, CallSpec] = field(default_factory=dict)
+
+    def call(
+        self, args: type[A], weight: Callable[[A], Weight]
+    ) -> Callable[[Callable[[Env, bytes, A], None]], Callable[[Env, bytes, A], None]]:
+        def register(fn: Callable[[Env, bytes, A], None]) -> Callable[[Env, bytes, A], None]:
+            spec = CallSpec(self.name, fn.__name__, args, fn, weight, fn.__doc__ or "")
+            self.calls[fn.__name__] = spec
+            CALLS[(self.name, fn.__name__)] = spec
+            if args in CALLS_BY_ARGS:
+                raise TypeError(f"{args.__name__} is already the argument struct of another call")
+            CALLS_BY_ARGS[args] = spec
+            return fn
+
+        return register
+
+
+@dataclass(frozen=True)
+class Call(CustomCodec):
+    """A call to dispatch: wire form ``[module, function, [args…]]``."""
+
+    module: str
+    function: str
+    args: Struct
+
+    @property
+    def spec(self) -> CallSpec:
+        return CALLS[(self.module, self.function)]
+
+    @classmethod
+    def to_wire(cls, value: Any) -> Any:
+        if type(value) is not Call:
+            raise codec.EncodeError(f"not a Call: {value!r}")
+        spec = CALLS.get((value.module, value.function))
+        if spec is None or type(value.args) is not spec.args:
+            raise codec.EncodeError(f"unknown call or wrong args: {value.module}.{value.function}")
+        return [value.module, value.function, codec.to_wire(value.args)]
+
+    @classmethod
+    def from_wire(cls, wire: Any) -> Any:
+        if type(wire) is not list or len(wire) != 3:
+            raise codec.WrongType("a call is [module, function, args]")
+        module, function, args = wire
+        spec = CALLS.get((module, function)) if type(module) is type(function) is str else None
+        if spec is None:
+            raise codec.OutOfRange(f"unknown call {module!r}.{function!r}")
+        return Call(module, function, codec.from_wire(args, spec.args))
+
+
+def make_call(args: Struct) -> Call:
+    """The Call for an argument struct (each struct belongs to exactly one call)."""
+    spec = CALLS_BY_ARGS.get(type(args))
+    if spec is None:
+        raise KeyError(f"no call takes {type(args).__name__}")
+    return Call(spec.module, spec.name, args)
+
+
+# Common field types, shared by all modules.
+AccountId = Bytes32
+Hash = Bytes32
