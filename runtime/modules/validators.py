@@ -8,6 +8,7 @@ Storage
   ``authorities``     the current authority keys (ed25519), in authoring order
   ``pending_change``  a scheduled change (effective block, new keys), if any
   ``sudo``            the account allowed to change the set
+  ``slot_duration``   milliseconds per Aura slot (set at genesis)
 Events
   ``AuthoritiesChangeScheduled(effective_at, authorities)``,
   ``AuthoritiesChanged(authorities)``, ``SudoChanged(new_sudo)``
@@ -44,6 +45,8 @@ pending_change: StorageValue[PendingChange | None] = StorageValue(
     NAME, "pending_change", PendingChange | None, None
 )
 sudo: StorageValue[bytes | None] = StorageValue(NAME, "sudo", AccountId | None, None)
+# Aura: slot = timestamp // slot_duration, author = authorities[slot % len(authorities)].
+slot_duration: StorageValue[int] = StorageValue(NAME, "slot_duration", U64, 2000)
 
 
 @dataclass(frozen=True)

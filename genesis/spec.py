@@ -1,0 +1,233 @@
+"""Chain specs: what a chain starts from, as JSON (Substrate's chain-spec shape).
+
+A human-readable spec::
+
+    {
+      "name": "Opus Development", "id": "opus_dev", "chainType": "Development",
+      "bootNodes": ["/ip4/127.0.0.1/tcp/30333/p2p/12D3Koo…"],
+      "properties": {"tokenSymbol": "OPUS", "tokenDecimals": 12},
+      "genesis": {
+        "slotDurationMs": 2000,
+        "balances": [["opus1…", "1000000000000000000"], …],   # amounts as decimal strings
+        "authorities": ["opus1…", …],
+        "sudo": "opus1…",
+        "works": [{"owner": "opus1…", "contentHash": "0x…", "kind": "image",
+                   "title": "…", "metadataUri": "", "creators": [["opus1…", 10000]]}]
+      }
+    }
+
+``build-spec --raw`` replaces ``genesis`` by ``{"raw": {"top": {"0xkey": "0xvalue", …}}}``:
+the exact genesis state, so every node computes the same genesis hash from it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runtime.codec import from_hex0x, hex0x
+from runtime.crypto import DEV_ACCOUNT_NAMES, InvalidAddress, decode_address, dev_keypair
+
+TOKEN_SYMBOL = "OPUS"
+TOKEN_DECIMALS = 12
+ONE_OPUS = 10**TOKEN_DECIMALS
+DEV_ENDOWMENT = 1_000_000 * ONE_OPUS
+CHAIN_TYPES = ("Development", "Local", "Live")
+
+
+class ChainSpecError(ValueError):
+    """A chain spec file that cannot be used (the message names the field)."""
+
+
+@dataclass(frozen=True)
+class GenesisWork:
+    owner: bytes
+    content_hash: bytes
+    kind: str
+    title: str
+    metadata_uri: str = ""
+    creators: tuple[tuple[bytes, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class ChainSpec:
+    name: str
+    id: str
+    chain_type: str
+    boot_nodes: tuple[str, ...] = ()
+    properties: dict[str, Any] = field(default_factory=dict)
+    slot_duration_ms: int = 2000
+    balances: tuple[tuple[bytes, int], ...] = ()
+    authorities: tuple[bytes, ...] = ()
+    sudo: bytes | None = None
+    works: tuple[GenesisWork, ...] = ()
+    raw: dict[bytes, bytes] | None = None  # the genesis state, for a raw spec
+
+
+def dev_spec() -> ChainSpec:
+    """One authority (alice, also sudo); every dev account endowed."""
+    return _dev_like("Opus Development", "opus_dev", "Development", ("alice",), 2000)
+
+
+def local_spec(validators: int = 4, slot_duration_ms: int = 2000) -> ChainSpec:
+    """A local testnet: the first ``validators`` dev accounts author blocks; alice is sudo."""
+    if not 1 <= validators <= len(DEV_ACCOUNT_NAMES):
+        raise ChainSpecError(f"a local spec has 1 to {len(DEV_ACCOUNT_NAMES)} validators")
+    return _dev_like("Opus Local Testnet", "opus_local", "Local",
+                     DEV_ACCOUNT_NAMES[:validators], slot_duration_ms)
+
+
+def _dev_like(name: str, chain_id: str, chain_type: str, authorities: tuple[str, ...],
+              slot_duration_ms: int) -> ChainSpec:
+    return ChainSpec(
+        name=name,
+        id=chain_id,
+        chain_type=chain_type,
+        properties={"tokenSymbol": TOKEN_SYMBOL, "tokenDecimals": TOKEN_DECIMALS},
+        slot_duration_ms=slot_duration_ms,
+        balances=tuple((dev_keypair(n).public, DEV_ENDOWMENT) for n in DEV_ACCOUNT_NAMES),
+        authorities=tuple(dev_keypair(n).public for n in authorities),
+        sudo=dev_keypair("alice").public,
+    )
+
+
+BUILTIN_SPECS = {"dev": dev_spec, "local": local_spec}
+
+
+def load_spec(name_or_path: str) -> ChainSpec:
+    """``dev``, ``local`` or the path of a chain spec JSON file."""
+    if name_or_path in BUILTIN_SPECS:
+        return BUILTIN_SPECS[name_or_path]()
+    path = Path(name_or_path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ChainSpecError(f"cannot read chain spec {name_or_path!r}: {e.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ChainSpecError(f"chain spec {name_or_path!r} is not JSON: {e}") from None
+    return spec_from_json(data)
+
+
+# ---------------------------------------------------------------------------
+# JSON form
+
+
+def spec_to_json(spec: ChainSpec, raw_state: dict[bytes, bytes] | None = None) -> dict[str, Any]:
+    """The JSON document for ``spec``; with ``raw_state``, the raw form."""
+    genesis: dict[str, Any]
+    if raw_state is not None:
+        genesis = {"raw": {"top": {hex0x(k): hex0x(v) for k, v in sorted(raw_state.items())}}}
+    else:
+        from runtime.crypto import encode_address
+
+        genesis = {
+            "slotDurationMs": spec.slot_duration_ms,
+            "balances": [[encode_address(a), str(v)] for a, v in spec.balances],
+            "authorities": [encode_address(a) for a in spec.authorities],
+            "sudo": encode_address(spec.sudo) if spec.sudo else None,
+            "works": [
+                {
+                    "owner": encode_address(w.owner),
+                    "contentHash": hex0x(w.content_hash),
+                    "kind": w.kind,
+                    "title": w.title,
+                    "metadataUri": w.metadata_uri,
+                    "creators": [[encode_address(a), bps] for a, bps in w.creators],
+                }
+                for w in spec.works
+            ],
+        }
+    return {
+        "name": spec.name,
+        "id": spec.id,
+        "chainType": spec.chain_type,
+        "bootNodes": list(spec.boot_nodes),
+        "properties": dict(spec.properties),
+        "genesis": genesis,
+    }
+
+
+def _field(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise ChainSpecError(f"chain spec: missing {where}{key}")
+    value = obj[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+        raise ChainSpecError(f"chain spec: {where}{key} has the wrong type")
+    return value
+
+
+def _address(text: Any, where: str) -> bytes:
+    try:
+        return decode_address(text)
+    except InvalidAddress as e:
+        raise ChainSpecError(f"chain spec: {where}: {e}") from None
+
+
+def _amount(value: Any, where: str) -> int:
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 128:
+        raise ChainSpecError(f"chain spec: {where} must be a non-negative integer below 2^128")
+    return value
+
+
+def spec_from_json(data: Any) -> ChainSpec:
+    """Parse and check a chain spec document; any problem is a ChainSpecError naming the field."""
+    name = _field(data, "name", str, "")
+    chain_id = _field(data, "id", str, "")
+    chain_type = _field(data, "chainType", str, "")
+    if chain_type not in CHAIN_TYPES:
+        raise ChainSpecError(f"chain spec: chainType must be one of {', '.join(CHAIN_TYPES)}")
+    boot_nodes = data.get("bootNodes", [])
+    if not isinstance(boot_nodes, list) or not all(isinstance(b, str) for b in boot_nodes):
+        raise ChainSpecError("chain spec: bootNodes must be a list of multiaddr strings")
+    properties = data.get("properties", {})
+    if not isinstance(properties, dict):
+        raise ChainSpecError("chain spec: properties must be an object")
+    genesis = _field(data, "genesis", dict, "")
+    common = dict(name=name, id=chain_id, chain_type=chain_type, boot_nodes=tuple(boot_nodes),
+                  properties=properties)
+    if "raw" in genesis:
+        raw = _field(genesis, "raw", dict, "genesis.")
+        top = _field(raw, "top", dict, "genesis.raw.")
+        try:
+            state = {from_hex0x(k): from_hex0x(v) for k, v in top.items()}
+        except ValueError as e:
+            raise ChainSpecError(f"chain spec: genesis.raw.top: {e}") from None
+        return ChainSpec(**common, raw=state)  # type: ignore[arg-type]
+    slot = _amount(genesis.get("slotDurationMs", 2000), "genesis.slotDurationMs")
+    if slot == 0:
+        raise ChainSpecError("chain spec: genesis.slotDurationMs must be positive")
+    balances = []
+    for i, entry in enumerate(_field(genesis, "balances", list, "genesis.")):
+        if not isinstance(entry, list) or len(entry) != 2:
+            raise ChainSpecError(f"chain spec: genesis.balances[{i}] must be [address, amount]")
+        balances.append((_address(entry[0], f"genesis.balances[{i}]"),
+                         _amount(entry[1], f"genesis.balances[{i}]")))
+    authorities = tuple(_address(a, f"genesis.authorities[{i}]")
+                        for i, a in enumerate(_field(genesis, "authorities", list, "genesis.")))
+    if not authorities:
+        raise ChainSpecError("chain spec: genesis.authorities must not be empty")
+    sudo_text = genesis.get("sudo")
+    sudo = _address(sudo_text, "genesis.sudo") if sudo_text is not None else None
+    works = []
+    for i, w in enumerate(genesis.get("works", [])):
+        where = f"genesis.works[{i}]."
+        try:
+            content_hash = from_hex0x(_field(w, "contentHash", str, where), 32)
+        except ValueError as e:
+            raise ChainSpecError(f"chain spec: {where}contentHash: {e}") from None
+        owner = _address(_field(w, "owner", str, where), where + "owner")
+        creators = tuple(
+            (_address(c[0], where + "creators"), _amount(c[1], where + "creators"))
+            for c in w.get("creators", [[w["owner"], 10_000]])
+        )
+        works.append(GenesisWork(owner, content_hash, _field(w, "kind", str, where),
+                                 _field(w, "title", str, where), w.get("metadataUri", ""),
+                                 creators))
+    return ChainSpec(**common, slot_duration_ms=slot, balances=tuple(balances),  # type: ignore[arg-type]
+                     authorities=authorities, sudo=sudo, works=tuple(works))

@@ -1,0 +1,241 @@
+"""Block execution: the state transition function, as plain functions.
+
+``execute_block(state, nodes, parent, block)`` is what every node runs on an
+imported block: it checks the header against its parent (:func:`validate_header`),
+the seal, the body's size and extrinsics root, applies every extrinsic, updates
+the state trie once with the whole write set and compares the root. Any
+mismatch raises a named :class:`BlockError` and nothing is written: the caller
+commits the returned :class:`ExecutedBlock` in one batch, or drops it.
+
+``build_block`` is the author's side: it applies candidate extrinsics in
+order, skips the invalid ones, defers what does not fit, stops at the block's
+limits or when the node says time is up, and seals the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from runtime import codec
+from runtime.block import Block, Header, seal_header, seal_valid
+from runtime.crypto import Keypair
+from runtime.executive import (
+    MAX_BLOCK_LENGTH,
+    MAX_BLOCK_WEIGHT,
+    FutureNonce,
+    InvalidTransaction,
+    apply_extrinsic,
+    call_weight,
+    initialize_block,
+)
+from runtime.extrinsic import decode_extrinsic
+from runtime.modules import validators
+from runtime.state import Overlay, StateReader
+from runtime.support import BlockInfo, EventRecord
+from runtime.trie import NodeStore, TrieUpdate, compute_root, trie_update
+
+
+class BlockError(Exception):
+    """A block that must not be imported; subclasses name the reason."""
+
+
+class ParentMismatch(BlockError):
+    """The header's parent hash or number does not follow its parent."""
+
+
+class TimestampNotIncreasing(BlockError):
+    """The timestamp is not after the parent's."""
+
+
+class BadSlot(BlockError):
+    """The slot is not ``timestamp // slot_duration`` or not after the parent's slot."""
+
+
+class WrongAuthor(BlockError):
+    """The author is not the authority that owns the slot."""
+
+
+class BadSeal(BlockError):
+    """The seal is not the author's signature over the block hash."""
+
+
+class BlockTooLong(BlockError):
+    """The extrinsics add up to more than MAX_BLOCK_LENGTH bytes."""
+
+
+class BadExtrinsicsRoot(BlockError):
+    """The header's extrinsics root does not commit to the body."""
+
+
+class BadExtrinsic(BlockError):
+    """An extrinsic in the body does not decode."""
+
+
+class InvalidExtrinsicInBlock(BlockError):
+    """An extrinsic in the body is not valid (bad signature, nonce, fee, mortality …)."""
+
+
+class BlockWeightExceeded(BlockError):
+    """The extrinsics' weights add up to more than MAX_BLOCK_WEIGHT."""
+
+
+class BadStateRoot(BlockError):
+    """Executing the block gives another state root than the header's."""
+
+
+@dataclass(frozen=True)
+class ExecutedBlock:
+    """A block that passed every check, with everything needed to commit it."""
+
+    block: Block
+    changes: dict[bytes, bytes | None]  # the block's whole state write set
+    trie: TrieUpdate  # the new root and the trie nodes to store
+    events: tuple[EventRecord, ...]
+    weight: int
+
+
+def extrinsics_root(extrinsics: Sequence[bytes]) -> bytes:
+    return compute_root({i.to_bytes(4, "big"): raw for i, raw in enumerate(extrinsics)})
+
+
+def slot_owner(state: StateReader, slot: int) -> bytes:
+    """Aura: the authority that may author in ``slot``."""
+    authorities = validators.authorities.get(state)
+    return authorities[slot % len(authorities)]
+
+
+def validate_header(state: StateReader, parent: Header, header: Header) -> None:
+    """Check a header against its parent and the parent's state (authorities, slots)."""
+    if header.parent_hash != parent.hash or header.number != parent.number + 1:
+        raise ParentMismatch(f"#{header.number} does not follow #{parent.number}")
+    if header.timestamp <= parent.timestamp:
+        raise TimestampNotIncreasing(f"timestamp {header.timestamp} <= parent's {parent.timestamp}")
+    slot_duration = validators.slot_duration.get(state)
+    if header.slot != header.timestamp // slot_duration or header.slot <= parent.slot:
+        raise BadSlot(f"slot {header.slot} for timestamp {header.timestamp}")
+    if header.author != slot_owner(state, header.slot):
+        raise WrongAuthor(f"slot {header.slot} belongs to another authority")
+
+
+def execute_block(
+    state: StateReader,
+    nodes: NodeStore,
+    parent: Header,
+    block: Block,
+    genesis_hash: bytes,
+    *,
+    signatures_checked: bool = False,
+) -> ExecutedBlock:
+    """Re-execute ``block`` on its parent's ``state`` and check every commitment.
+
+    ``signatures_checked`` lets a caller that verified the extrinsics'
+    signatures beforehand (e.g. on another core) skip doing it again.
+    """
+    header = block.header
+    validate_header(state, parent, header)
+    if not seal_valid(header, block.seal):
+        raise BadSeal(f"bad seal on #{header.number}")
+    length = sum(len(raw) for raw in block.extrinsics)
+    if length > MAX_BLOCK_LENGTH:
+        raise BlockTooLong(f"{length} bytes of extrinsics exceeds {MAX_BLOCK_LENGTH}")
+    if extrinsics_root(block.extrinsics) != header.extrinsics_root:
+        raise BadExtrinsicsRoot(f"extrinsics root mismatch in #{header.number}")
+
+    overlay = Overlay(state)
+    env = initialize_block(overlay, BlockInfo(header.number, header.timestamp, header.author,
+                                              header.parent_hash))
+    weight = 0
+    for index, raw in enumerate(block.extrinsics):
+        try:
+            ext = decode_extrinsic(raw)
+        except codec.DecodeError as e:
+            raise BadExtrinsic(f"extrinsic {index}: {e}") from None
+        try:
+            outcome = apply_extrinsic(env, ext, len(raw), index, genesis_hash,
+                                      signature_checked=signatures_checked)
+        except InvalidTransaction as e:
+            raise InvalidExtrinsicInBlock(f"extrinsic {index}: {e.error_name()}: {e}") from None
+        weight += outcome.weight
+        if weight > MAX_BLOCK_WEIGHT:
+            raise BlockWeightExceeded(f"weight {weight} exceeds {MAX_BLOCK_WEIGHT}")
+
+    update = trie_update(nodes, parent.state_root, overlay.changes)
+    if update.root != header.state_root:
+        raise BadStateRoot(f"state root mismatch in #{header.number}")
+    return ExecutedBlock(block, overlay.changes, update, tuple(env.events), weight)
+
+
+@dataclass(frozen=True)
+class BuiltBlock:
+    executed: ExecutedBlock
+    included: tuple[bytes, ...]  # encoded extrinsics, in block order
+    invalid: tuple[tuple[bytes, InvalidTransaction | codec.DecodeError], ...]  # drop these
+    deferred: tuple[bytes, ...]  # valid but did not fit (or out of order): keep in the pool
+
+    @property
+    def block(self) -> Block:
+        return self.executed.block
+
+
+def build_block(
+    state: StateReader,
+    nodes: NodeStore,
+    parent: Header,
+    candidates: Iterable[bytes],
+    *,
+    timestamp: int,
+    author: Keypair,
+    genesis_hash: bytes,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> BuiltBlock:
+    """Author a block on ``parent`` from ``candidates`` (encoded extrinsics, in priority order).
+
+    The caller checks that ``author`` owns the slot of ``timestamp``.
+    """
+    slot = timestamp // validators.slot_duration.get(state)
+    overlay = Overlay(state)
+    env = initialize_block(overlay, BlockInfo(parent.number + 1, timestamp, author.public,
+                                              parent.hash))
+    included: list[bytes] = []
+    invalid: list[tuple[bytes, InvalidTransaction | codec.DecodeError]] = []
+    deferred: list[bytes] = []
+    weight = length = 0
+    for raw in candidates:
+        if should_stop():
+            deferred.append(raw)
+            continue
+        try:
+            ext = decode_extrinsic(raw)
+        except codec.DecodeError as e:
+            invalid.append((raw, e))
+            continue
+        ext_weight = call_weight(ext)
+        if weight + ext_weight > MAX_BLOCK_WEIGHT or length + len(raw) > MAX_BLOCK_LENGTH:
+            deferred.append(raw)
+            continue
+        try:
+            outcome = apply_extrinsic(env, ext, len(raw), len(included), genesis_hash)
+        except FutureNonce:
+            deferred.append(raw)
+            continue
+        except InvalidTransaction as e:
+            invalid.append((raw, e))
+            continue
+        included.append(raw)
+        weight += outcome.weight
+        length += len(raw)
+
+    update = trie_update(nodes, parent.state_root, overlay.changes)
+    header = Header(
+        parent_hash=parent.hash,
+        number=parent.number + 1,
+        state_root=update.root,
+        extrinsics_root=extrinsics_root(included),
+        timestamp=timestamp,
+        slot=slot,
+        author=author.public,
+    )
+    block = Block(header, tuple(included), seal_header(author, header))
+    executed = ExecutedBlock(block, overlay.changes, update, tuple(env.events), weight)
+    return BuiltBlock(executed, tuple(included), tuple(invalid), tuple(deferred))
