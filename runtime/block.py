@@ -96,3 +96,58 @@ def decode_block(data: bytes) -> Block:
 
 __all__ = ["Block", "Header", "Justification", "Precommit", "ZERO_HASH", "seal_header",
            "seal_valid", "decode_block"]
+
+
+# ---------------------------------------------------------------------------
+# Finality votes and justifications
+
+VOTE_DOMAIN = b"opus/precommit/v1"
+
+
+class InvalidJustification(ValueError):
+    """A justification that does not prove finality (wrong block, signer, signature, count)."""
+
+
+@dataclass(frozen=True)
+class VoteTarget(Struct):
+    """What a precommit signs: the round, the authority set and the block."""
+
+    round: U64
+    set_id: U64
+    block_hash: Hash
+    block_number: U64
+
+
+def precommit_message(round_: int, set_id: int, block_hash: bytes, block_number: int) -> bytes:
+    return VOTE_DOMAIN + codec.encode(VoteTarget(round_, set_id, block_hash, block_number))
+
+
+def finality_threshold(authority_count: int) -> int:
+    """Votes needed for finality: more than 2/3 of the set (GRANDPA's n - floor((n-1)/3))."""
+    return authority_count - (authority_count - 1) // 3
+
+
+def sign_precommit(key: Keypair, round_: int, set_id: int, header: Header) -> Precommit:
+    message = precommit_message(round_, set_id, header.hash, header.number)
+    return Precommit(key.public, key.sign(message))
+
+
+def verify_justification(justification: Justification, header: Header,
+                         authorities: tuple[bytes, ...]) -> None:
+    """Check that ``justification`` finalizes ``header`` under ``authorities``."""
+    if justification.block_hash != header.hash or justification.block_number != header.number:
+        raise InvalidJustification("justification is for another block")
+    message = precommit_message(justification.round, justification.set_id, header.hash,
+                                header.number)
+    signers: dict[bytes, None] = {}
+    for vote in justification.precommits:
+        if vote.authority not in authorities:
+            raise InvalidJustification("a precommit is signed by a non-authority")
+        if vote.authority in signers:
+            raise InvalidJustification("an authority appears twice")
+        if not verify(vote.authority, message, vote.signature):
+            raise InvalidJustification("a precommit signature is invalid")
+        signers[vote.authority] = None
+    needed = finality_threshold(len(authorities))
+    if len(signers) < needed:
+        raise InvalidJustification(f"{len(signers)} precommits, {needed} needed")

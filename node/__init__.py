@@ -1,0 +1,1 @@
+"""The opus node: storage, transaction pool, authoring, import, finality, RPC and CLI."""
