@@ -375,6 +375,16 @@ def pack(wire: Any) -> bytes:
     return msgpack.packb(wire, use_bin_type=True)  # type: ignore[no-any-return]
 
 
+def _reject_ext(code: int, data: bytes) -> Any:
+    # max_ext_len=0 still lets a zero-length ext through; refuse every ext type.
+    raise ValueError("msgpack extension types are not part of the chain's encoding")
+
+
+def _reject_map(pairs: Any) -> Any:
+    # max_map_len=0 still lets the empty map through; refuse every map.
+    raise ValueError("msgpack maps are not part of the chain's encoding")
+
+
 def unpack(data: bytes, max_size: int = MAX_DECODE_SIZE) -> Any:
     """Unpack msgpack bytes to wire primitives, strictly (no ext, no maps, no floats)."""
     if type(data) is not bytes:
@@ -392,6 +402,8 @@ def unpack(data: bytes, max_size: int = MAX_DECODE_SIZE) -> Any:
             max_array_len=MAX_CONTAINER_LEN,
             max_map_len=0,
             max_ext_len=0,
+            ext_hook=_reject_ext,
+            object_pairs_hook=_reject_map,
         )
     except msgpack.ExtraData:
         raise TrailingBytes("extra bytes after the value") from None

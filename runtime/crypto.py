@@ -136,6 +136,10 @@ def decode_address(address: str) -> bytes:
     """The 32-byte account id of an ``opus1…`` address; a typo raises InvalidAddress."""
     if not isinstance(address, str) or len(address) > 90:
         raise InvalidAddress(f"not an address: {address!r}")
+    if not address.isascii():
+        # BIP-173: only ASCII 33..126. Without this, e.g. the Kelvin sign (U+212A)
+        # lower-cases to "k" and a second spelling of an address would decode.
+        raise InvalidAddress(f"non-ASCII characters in address {address!r}")
     if address.lower() != address and address.upper() != address:
         raise InvalidAddress("mixed-case address")
     text = address.lower()
