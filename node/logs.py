@@ -24,7 +24,10 @@ def parse_log_spec(spec: str) -> dict[str, int]:
         target, _, level = item.rpartition("=")
         if level.lower() not in LEVELS:
             raise LogSpecError(f"unknown log level {level!r} (use error, warn, info, debug)")
-        name = "opus" if not target else ("opus." + target if not target.startswith("opus") else target)
+        if not target:
+            name = "opus"
+        else:
+            name = target if target.startswith("opus") else "opus." + target
         levels[name] = LEVELS[level.lower()]
     return levels
 

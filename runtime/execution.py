@@ -23,13 +23,15 @@ from runtime.crypto import Keypair
 from runtime.executive import (
     MAX_BLOCK_LENGTH,
     MAX_BLOCK_WEIGHT,
+    SPEC_VERSION,
     FutureNonce,
     InvalidTransaction,
     apply_extrinsic,
+    birth_hash,
     call_weight,
     initialize_block,
 )
-from runtime.extrinsic import decode_extrinsic
+from runtime.extrinsic import Extrinsic, decode_extrinsic
 from runtime.modules import validators
 from runtime.state import Overlay, StateReader
 from runtime.support import BlockInfo, EventRecord
@@ -118,6 +120,46 @@ def validate_header(state: StateReader, parent: Header, header: Header) -> None:
         raise WrongAuthor(f"slot {header.slot} belongs to another authority")
 
 
+@dataclass(frozen=True)
+class SignatureCheck:
+    """One extrinsic signature to verify: ed25519 ``signature`` by ``signer`` over ``message``."""
+
+    signer: bytes
+    message: bytes
+    signature: bytes
+
+
+def decode_body(block: Block) -> tuple[Extrinsic, ...]:
+    """Decode every extrinsic of a block (BadExtrinsic names the first that fails)."""
+    decoded = []
+    for index, raw in enumerate(block.extrinsics):
+        try:
+            decoded.append(decode_extrinsic(raw))
+        except codec.DecodeError as e:
+            raise BadExtrinsic(f"extrinsic {index}: {e}") from None
+    return tuple(decoded)
+
+
+def signature_checks(
+    state: StateReader, parent: Header, extrinsics: Sequence[Extrinsic], genesis_hash: bytes
+) -> tuple[SignatureCheck, ...]:
+    """The signatures a block's extrinsics carry, with the exact messages they must sign.
+
+    Lets a node verify them on other cores while the block executes with
+    ``signatures_checked=True``; the block is only committed if all verify.
+    """
+    block = BlockInfo(parent.number + 1, parent.timestamp, bytes(32), parent.hash)
+    checks = []
+    for index, ext in enumerate(extrinsics):
+        try:
+            bound = birth_hash(state, block, ext, genesis_hash)
+        except InvalidTransaction as e:
+            raise InvalidExtrinsicInBlock(f"extrinsic {index}: {e.error_name()}: {e}") from None
+        checks.append(SignatureCheck(ext.signer, ext.payload(genesis_hash, SPEC_VERSION, bound),
+                                     ext.signature))
+    return tuple(checks)
+
+
 def execute_block(
     state: StateReader,
     nodes: NodeStore,
@@ -126,11 +168,13 @@ def execute_block(
     genesis_hash: bytes,
     *,
     signatures_checked: bool = False,
+    decoded: Sequence[Extrinsic] | None = None,
 ) -> ExecutedBlock:
     """Re-execute ``block`` on its parent's ``state`` and check every commitment.
 
     ``signatures_checked`` lets a caller that verified the extrinsics'
-    signatures beforehand (e.g. on another core) skip doing it again.
+    signatures beforehand (see :func:`signature_checks`) skip doing it again;
+    ``decoded`` passes the body already decoded by :func:`decode_body`.
     """
     header = block.header
     validate_header(state, parent, header)
@@ -146,11 +190,8 @@ def execute_block(
     env = initialize_block(overlay, BlockInfo(header.number, header.timestamp, header.author,
                                               header.parent_hash))
     weight = 0
-    for index, raw in enumerate(block.extrinsics):
-        try:
-            ext = decode_extrinsic(raw)
-        except codec.DecodeError as e:
-            raise BadExtrinsic(f"extrinsic {index}: {e}") from None
+    extrinsics = decode_body(block) if decoded is None else decoded
+    for index, (raw, ext) in enumerate(zip(block.extrinsics, extrinsics, strict=True)):
         try:
             outcome = apply_extrinsic(env, ext, len(raw), index, genesis_hash,
                                       signature_checked=signatures_checked)
