@@ -437,7 +437,8 @@ def encode(value: Any, tp: Any = None) -> bytes:
 def decode(data: bytes, tp: type[S] | Any, max_size: int | None = None) -> Any:
     """Decode canonical bytes into a ``tp`` value, rejecting anything non-canonical."""
     if max_size is None:
-        max_size = tp.MAX_SIZE if isinstance(tp, type) and issubclass(tp, Struct) else MAX_DECODE_SIZE
+        is_struct = isinstance(tp, type) and issubclass(tp, Struct)
+        max_size = tp.MAX_SIZE if is_struct else MAX_DECODE_SIZE
     value = from_wire(unpack(data, max_size), tp)
     if encode(value, tp) != data:
         raise NonCanonical("not the canonical encoding of the value")

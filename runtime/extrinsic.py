@@ -85,7 +85,8 @@ class Extrinsic(Struct):
         return blake2_256(codec.encode(self))
 
     def signature_valid(self, genesis_hash: bytes, spec_version: int, birth_hash: bytes) -> bool:
-        return verify(self.signer, self.payload(genesis_hash, spec_version, birth_hash), self.signature)
+        payload = self.payload(genesis_hash, spec_version, birth_hash)
+        return verify(self.signer, payload, self.signature)
 
 
 def signing_payload(

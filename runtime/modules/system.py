@@ -16,7 +16,6 @@ Calls
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import Annotated
 
 from runtime.codec import U64, U128, Blob, Struct, Text
