@@ -1,0 +1,821 @@
+"""The chain database: one LevelDB (plyvel) at ``<base path>/db``.
+
+Everything a node keeps about the chain lives here: headers, bodies,
+justifications, events, the canonical index, the transaction index, every
+version of the state trie, a flat copy of the best block's state and the
+metadata that ties them together.
+
+Keys
+    Every key starts with a one-byte prefix naming what it holds. Hashes are
+    32 bytes; numbers are u64 big-endian (so the canonical index sorts by
+    number); "encoding" is the runtime's canonical msgpack (:mod:`runtime.codec`).
+
+    ==========================  ==================================================
+    key                         value
+    ==========================  ==================================================
+    ``m`` + name                metadata: ``best``, ``finalized``, ``genesis`` (a
+                                block hash each) and ``version`` (the schema
+                                version, u32 big-endian)
+    ``h`` + block hash          the header's encoding (what the hash is taken of)
+    ``b`` + block hash          the block's encoding *without* justification
+                                (header, extrinsics, seal, nil)
+    ``j`` + block hash          the justification's encoding, if one is known
+    ``e`` + block hash          the events' encoding (a tuple of EventRecord)
+    ``n`` + number              the hash of the canonical (best chain) block
+    ``x`` + extrinsic hash      where a canonical block holds the extrinsic:
+                                block hash (32 bytes) + index (u32 big-endian);
+                                the extrinsic hash is ``blake2_256`` of its encoding
+    ``t`` + node hash           a trie node's encoding (see :mod:`runtime.trie`);
+                                nodes are never deleted: every stored block's
+                                state stays readable
+    ``s`` + state key           the value of the state key at the best block
+                                (the "flat state"; one get per runtime read)
+    ``d`` + block hash          the block's forward diff: its whole write set
+    ``u`` + block hash          the block's undo log: the value every key in the
+                                diff had at the parent, recorded when the block
+                                was applied to the flat state
+    ==========================  ==================================================
+
+    A diff and an undo log are msgpack arrays of ``[key, value]`` pairs, where
+    a nil value means "absent". Both are node-local formats, not consensus.
+
+Atomicity
+    Importing a block is one synced LevelDB write batch holding the block and,
+    if it becomes the best block, the whole move of the flat state (undo the
+    retracted blocks, apply the enacted ones), the canonical and transaction
+    indexes and the ``best`` pointer. LevelDB applies a batch entirely or not at
+    all, so after a crash the database holds the old head or the new one, never
+    half a block. Finality and justifications are their own synced batches.
+
+Fork choice
+    The longest chain wins; a tie keeps the current best. A chain that does
+    not contain the finalized block is never made best.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import TracebackType
+from typing import Annotated, Any
+
+import msgpack
+import plyvel
+
+from genesis.builder import Genesis
+from runtime import codec
+from runtime.block import Block, Header, Justification
+from runtime.crypto import blake2_256
+from runtime.execution import ExecutedBlock
+from runtime.state import StateReader
+from runtime.support import EventRecord
+from runtime.trie import EMPTY_ROOT, MissingNode, NodeStore, trie_get, trie_update
+from runtime.trie import prove as trie_prove
+
+__all__ = [
+    "BasePathInUse",
+    "ChainStore",
+    "DatabaseError",
+    "FinalityViolation",
+    "FlatState",
+    "GenesisMismatch",
+    "ImportResult",
+    "Reorg",
+    "StateRootMismatch",
+    "StorageError",
+    "TrieState",
+    "TxLocation",
+    "UnknownBlock",
+    "UnknownParent",
+    "db_path",
+]
+
+SCHEMA_VERSION = 1
+DB_DIRNAME = "db"
+
+META = b"m"
+HEADER = b"h"
+BODY = b"b"
+JUSTIFICATION = b"j"
+EVENTS = b"e"
+CANONICAL = b"n"
+TX = b"x"
+TRIE = b"t"
+STATE = b"s"
+DIFF = b"d"
+UNDO = b"u"
+
+META_BEST = META + b"best"
+META_FINALIZED = META + b"finalized"
+META_GENESIS = META + b"genesis"
+META_VERSION = META + b"version"
+
+GENESIS_SEAL = bytes(64)
+EventRecords = Annotated[tuple[EventRecord, ...], codec.Tuple(codec.MAX_CONTAINER_LEN)]
+MAX_EVENTS_SIZE = 256 * 1024 * 1024
+
+# LevelDB tuning: bounded memory (two memtables + block cache + the node cache).
+WRITE_BUFFER_SIZE = 16 * 1024 * 1024
+BLOCK_CACHE_SIZE = 16 * 1024 * 1024
+NODE_CACHE_BYTES = 16 * 1024 * 1024
+BLOOM_FILTER_BITS = 10
+
+
+# ---------------------------------------------------------------------------
+# Errors
+
+
+class StorageError(Exception):
+    """Base of every chain database error."""
+
+
+class DatabaseError(StorageError):
+    """The database cannot be opened, read or written (the message says why)."""
+
+
+class BasePathInUse(StorageError):
+    """Another process (or another ChainStore here) holds the database at this base path."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"base path {path} is in use by another node (the database {db_path(path)} is locked); "
+            f"stop that node or choose another --base-path"
+        )
+        self.path = path
+
+
+class GenesisMismatch(StorageError):
+    """The database at this base path belongs to another chain."""
+
+    def __init__(self, path: Path, stored: bytes, expected: bytes) -> None:
+        super().__init__(
+            f"the database at {path} holds the chain with genesis 0x{stored.hex()}, "
+            f"not 0x{expected.hex()}; use another base path or purge this one"
+        )
+        self.path = path
+        self.stored = stored
+        self.expected = expected
+
+
+class UnknownParent(StorageError):
+    """A block whose parent is not stored."""
+
+
+class UnknownBlock(StorageError):
+    """A block hash (or canonical number) the database does not hold."""
+
+
+class FinalityViolation(StorageError):
+    """A best-chain or finality change that would leave or go back past the finalized block."""
+
+
+class StateRootMismatch(StorageError):
+    """An ExecutedBlock whose trie update does not give its header's state root."""
+
+
+# ---------------------------------------------------------------------------
+# Results
+
+
+@dataclass(frozen=True)
+class Reorg:
+    """How the best chain moved: blocks taken off (newest first) and put on (oldest first)."""
+
+    retracted: tuple[bytes, ...]
+    enacted: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """The outcome of :meth:`ChainStore.import_block`.
+
+    When ``new_best``, ``enacted`` lists every block that joined the best chain
+    (the imported block last) and ``retracted`` every block that left it
+    (newest first; empty unless it was a reorg).
+    """
+
+    hash: bytes
+    new_best: bool
+    already_known: bool = False
+    retracted: tuple[bytes, ...] = ()
+    enacted: tuple[bytes, ...] = ()
+
+    @classmethod
+    def known(cls, block_hash: bytes) -> ImportResult:
+        """The result for a block that was already stored (nothing written)."""
+        return cls(block_hash, new_best=False, already_known=True)
+
+    @property
+    def is_reorg(self) -> bool:
+        return bool(self.retracted)
+
+
+@dataclass(frozen=True)
+class TxLocation:
+    """Where a canonical block holds an extrinsic."""
+
+    block_hash: bytes
+    index: int
+
+
+# ---------------------------------------------------------------------------
+# State readers and the node store
+
+
+class FlatState:
+    """The best block's state, read from the flat copy: one LevelDB get per key.
+
+    Reads go through a LevelDB snapshot taken when the reader was made, so the
+    reader keeps answering for that block even after the best block moves on.
+    """
+
+    __slots__ = ("_get",)
+
+    def __init__(self, snapshot: Any) -> None:
+        self._get = snapshot.get
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._get(STATE + key)  # type: ignore[no-any-return]
+
+
+class TrieState:
+    """The state of any stored block, read through its state trie (about log16(N) gets a key)."""
+
+    __slots__ = ("nodes", "root")
+
+    def __init__(self, nodes: NodeStore, root: bytes) -> None:
+        self.nodes = nodes
+        self.root = root
+
+    def get(self, key: bytes) -> bytes | None:
+        return trie_get(self.nodes, self.root, key)
+
+
+class CachedNodeStore:
+    """The trie nodes in LevelDB, behind a small LRU cache bounded in bytes.
+
+    Nodes are content-addressed and never change, so the cache is never stale.
+    Safe to use from a worker thread while the main thread reads too.
+    """
+
+    def __init__(self, db: Any, max_bytes: int = NODE_CACHE_BYTES) -> None:
+        self._db_get = db.get
+        self._cache: OrderedDict[bytes, bytes] = OrderedDict()
+        self._bytes = 0
+        self._max_bytes = max_bytes
+        self._lock = threading.Lock()
+
+    def get_node(self, node_hash: bytes) -> bytes | None:
+        cache = self._cache
+        data = cache.get(node_hash)
+        if data is not None:
+            try:
+                cache.move_to_end(node_hash)
+            except KeyError:  # evicted by another thread meanwhile
+                pass
+            return data
+        data = self._db_get(TRIE + node_hash)
+        if data is not None and self._max_bytes > 0:
+            with self._lock:
+                if node_hash not in cache:
+                    cache[node_hash] = data
+                    self._bytes += len(data)
+                    while self._bytes > self._max_bytes and cache:
+                        _, old = cache.popitem(last=False)
+                        self._bytes -= len(old)
+        return data  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------------------
+# Encodings of node-local values
+
+
+def _pack_pairs(pairs: Iterable[tuple[bytes, bytes | None]]) -> bytes:
+    return msgpack.packb(list(pairs), use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _unpack_pairs(data: bytes) -> list[tuple[bytes, bytes | None]]:
+    return msgpack.unpackb(data, use_list=False)  # type: ignore[no-any-return]
+
+
+def _number_key(number: int) -> bytes:
+    return CANONICAL + number.to_bytes(8, "big")
+
+
+def _prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest key above every key starting with ``prefix`` (None: no bound)."""
+    trimmed = prefix.rstrip(b"\xff")
+    if not trimmed:
+        return None
+    return trimmed[:-1] + bytes((trimmed[-1] + 1,))
+
+
+def db_path(base_path: Path | str) -> Path:
+    """Where the chain database of a node's base path lives."""
+    return Path(base_path) / DB_DIRNAME
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """The block being imported: not in the database yet, but part of the batch."""
+
+    hash: bytes
+    header: Header
+    changes: dict[bytes, bytes | None]
+    extrinsics: tuple[bytes, ...]
+
+
+# ---------------------------------------------------------------------------
+# The store
+
+
+class ChainStore:
+    """The chain database of one node. Open it with :meth:`ChainStore.open`."""
+
+    def __init__(self, path: Path, db: Any, genesis_hash: bytes,
+                 node_cache_bytes: int = NODE_CACHE_BYTES) -> None:
+        """Use :meth:`open`; this wraps an already opened and initialized database."""
+        self.path = path
+        self._db = db
+        self.genesis_hash = genesis_hash
+        self._nodes = CachedNodeStore(db, node_cache_bytes)
+        self._best_hash = b""
+        self._best_hash, self._best = self._load_head(META_BEST)
+        self._finalized_hash, self._finalized = self._load_head(META_FINALIZED)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def open(cls, path: Path | str, genesis: Genesis, *,
+             node_cache_bytes: int = NODE_CACHE_BYTES) -> ChainStore:
+        """Open (creating if needed) the chain database under base path ``path``.
+
+        A new database gets the genesis block; an existing one must hold the
+        same genesis (else :class:`GenesisMismatch`). Raises
+        :class:`BasePathInUse` if another node holds the database and
+        :class:`DatabaseError` for any other failure to open it.
+        """
+        base = Path(path)
+        location = db_path(base)
+        try:
+            location.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DatabaseError(f"cannot create the database directory {location}: "
+                                f"{e.strerror or e}") from None
+        try:
+            db = plyvel.DB(
+                str(location),
+                create_if_missing=True,
+                write_buffer_size=WRITE_BUFFER_SIZE,
+                lru_cache_size=BLOCK_CACHE_SIZE,
+                bloom_filter_bits=BLOOM_FILTER_BITS,
+            )
+        except plyvel.Error as e:
+            message = _plyvel_message(e)
+            if "lock" in message.lower():
+                raise BasePathInUse(base) from None
+            raise DatabaseError(f"cannot open the database {location}: {message}") from None
+        except OSError as e:
+            raise DatabaseError(f"cannot open the database {location}: {e}") from None
+        try:
+            _initialize(db, base, genesis)
+            return cls(base, db, genesis.hash, node_cache_bytes)
+        except BaseException:
+            db.close()
+            raise
+
+    def close(self) -> None:
+        """Close the database (idempotent); the store is unusable afterwards."""
+        if not self._db.closed:
+            self._db.close()
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._db.closed)
+
+    def __enter__(self) -> ChainStore:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ heads
+
+    @property
+    def best_hash(self) -> bytes:
+        return self._best_hash
+
+    @property
+    def best_header(self) -> Header:
+        return self._best
+
+    @property
+    def finalized_hash(self) -> bytes:
+        return self._finalized_hash
+
+    @property
+    def finalized_header(self) -> Header:
+        return self._finalized
+
+    # ------------------------------------------------------------------ blocks
+
+    def has_block(self, block_hash: bytes) -> bool:
+        return self._db.get(HEADER + block_hash) is not None
+
+    def header(self, block_hash: bytes) -> Header | None:
+        if block_hash == self._best_hash:
+            return self._best
+        data = self._db.get(HEADER + block_hash)
+        return None if data is None else _decode_header(data)
+
+    def block(self, block_hash: bytes) -> Block | None:
+        """The stored block, with its justification attached if one is known."""
+        data = self._db.get(BODY + block_hash)
+        if data is None:
+            return None
+        block: Block = codec.decode(data, Block)
+        justification = self.justification(block_hash)
+        if justification is not None:
+            block = replace(block, justification=justification)
+        return block
+
+    def encoded_block(self, block_hash: bytes) -> bytes | None:
+        """The block's canonical encoding (with justification if known), ready to send."""
+        data: bytes | None = self._db.get(BODY + block_hash)
+        if data is None or self._db.get(JUSTIFICATION + block_hash) is None:
+            return data
+        block = self.block(block_hash)
+        assert block is not None
+        return codec.encode(block)
+
+    def justification(self, block_hash: bytes) -> Justification | None:
+        data = self._db.get(JUSTIFICATION + block_hash)
+        return None if data is None else codec.decode(data, Justification)
+
+    def events(self, block_hash: bytes) -> tuple[EventRecord, ...] | None:
+        data = self._db.get(EVENTS + block_hash)
+        if data is None:
+            return None
+        return codec.decode(data, EventRecords, max_size=MAX_EVENTS_SIZE)  # type: ignore[no-any-return]
+
+    def hash_at(self, number: int) -> bytes | None:
+        """The hash of the best chain's block at ``number``."""
+        if number < 0 or number > self._best.number:
+            return None
+        return self._db.get(_number_key(number))  # type: ignore[no-any-return]
+
+    def header_at(self, number: int) -> Header | None:
+        block_hash = self.hash_at(number)
+        return None if block_hash is None else self.header(block_hash)
+
+    def is_canonical(self, block_hash: bytes) -> bool:
+        """Whether the block is on the best chain."""
+        header = self.header(block_hash)
+        return header is not None and self.hash_at(header.number) == block_hash
+
+    def is_ancestor(self, ancestor: bytes, descendant: bytes) -> bool:
+        """Whether ``ancestor`` is ``descendant`` or one of its ancestors (both stored)."""
+        target = self.header(ancestor)
+        header = self.header(descendant)
+        if target is None or header is None:
+            return False
+        if target.number > header.number:
+            return False
+        block_hash = descendant
+        if self.is_canonical(descendant):
+            return self.hash_at(target.number) == ancestor
+        while header.number > target.number:
+            block_hash = header.parent_hash
+            header = self._require_header(block_hash)
+        return block_hash == ancestor
+
+    def tx_location(self, tx_hash: bytes) -> TxLocation | None:
+        """Where the best chain holds the extrinsic with this hash."""
+        data = self._db.get(TX + tx_hash)
+        if data is None:
+            return None
+        return TxLocation(data[:32], int.from_bytes(data[32:], "big"))
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def node_store(self) -> CachedNodeStore:
+        """Every stored trie node, for execute_block, build_block and proofs."""
+        return self._nodes
+
+    def best_state(self) -> FlatState:
+        """The best block's state (flat: one get per key), frozen at this call."""
+        return FlatState(self._db.snapshot())
+
+    def state_at(self, block_hash: bytes) -> StateReader:
+        """The state after ``block_hash``: the flat state for the best block, else the trie."""
+        if block_hash == self._best_hash:
+            return self.best_state()
+        header = self.header(block_hash)
+        if header is None:
+            raise UnknownBlock(f"no stored block 0x{block_hash.hex()}")
+        return TrieState(self._nodes, header.state_root)
+
+    def iter_state_prefix(self, prefix: bytes = b"", start_after: bytes | None = None,
+                          ) -> Iterator[tuple[bytes, bytes]]:
+        """The best state's items whose key starts with ``prefix``, in key order.
+
+        With ``start_after`` (for paging), only keys strictly after it.
+        """
+        end = _prefix_end(STATE + prefix)
+        start = STATE + prefix
+        include_start = True
+        if start_after is not None and STATE + start_after >= start:
+            start = STATE + start_after
+            include_start = False
+        offset = len(STATE)
+        for key, value in self._db.iterator(start=start, stop=end, include_start=include_start):
+            yield key[offset:], value
+
+    def prove(self, keys: Iterable[bytes], block_hash: bytes) -> list[bytes]:
+        """A read proof of ``keys`` (values or absence) against the block's state root."""
+        header = self.header(block_hash)
+        if header is None:
+            raise UnknownBlock(f"no stored block 0x{block_hash.hex()}")
+        return trie_prove(self._nodes, header.state_root, list(keys))
+
+    # ------------------------------------------------------------------ import
+
+    def import_block(self, executed: ExecutedBlock) -> ImportResult:
+        """Store an executed block in one synced batch, moving the best chain if it wins.
+
+        The block's parent must be stored (else :class:`UnknownParent`); an
+        already stored block writes nothing. If the block extends the best
+        chain, or its chain is now the longest and contains the finalized
+        block, the flat state, canonical index, transaction index and best
+        pointer move to it in the same batch.
+        """
+        block = executed.block
+        header = block.header
+        header_bytes = codec.encode(header)
+        block_hash = blake2_256(header_bytes)
+        db = self._db
+        if db.get(HEADER + block_hash) is not None:
+            return ImportResult.known(block_hash)
+        if header.parent_hash != self._best_hash and db.get(HEADER + header.parent_hash) is None:
+            raise UnknownParent(f"the parent 0x{header.parent_hash.hex()} of #{header.number} "
+                                f"0x{block_hash.hex()} is not stored")
+        if executed.trie.root != header.state_root:
+            raise StateRootMismatch(f"#{header.number}: the trie update gives another state "
+                                    f"root than the header's")
+        body = block if block.justification is None else replace(block, justification=None)
+        batch = db.write_batch(sync=True)
+        batch.put(HEADER + block_hash, header_bytes)
+        batch.put(BODY + block_hash, codec.encode(body))
+        if block.justification is not None:
+            batch.put(JUSTIFICATION + block_hash, codec.encode(block.justification))
+        batch.put(EVENTS + block_hash, codec.encode(executed.events, EventRecords))
+        put = batch.put
+        for node_hash, encoding in executed.trie.new_nodes.items():
+            put(TRIE + node_hash, encoding)
+        batch.put(DIFF + block_hash, _pack_pairs(executed.changes.items()))
+
+        pending = _Pending(block_hash, header, executed.changes, block.extrinsics)
+        reorg: Reorg | None = None
+        best = self._best
+        if header.parent_hash == self._best_hash:
+            reorg = self._move_best(batch, [], [(block_hash, header)], pending)
+        elif header.number > best.number:
+            retracted, enacted, ancestor = self._tree_route(block_hash, header, pending)
+            if ancestor.number >= self._finalized.number:
+                reorg = self._move_best(batch, retracted, enacted, pending)
+        self._write(batch)
+        if reorg is None:
+            return ImportResult(block_hash, new_best=False)
+        self._best_hash, self._best = block_hash, header
+        return ImportResult(block_hash, new_best=True, retracted=reorg.retracted,
+                            enacted=reorg.enacted)
+
+    def set_best(self, block_hash: bytes) -> Reorg:
+        """Make a stored block the best (an explicit reorg, even to a shorter chain).
+
+        Raises :class:`FinalityViolation` if its chain does not contain the
+        finalized block.
+        """
+        header = self._require_header(block_hash)
+        if block_hash == self._best_hash:
+            return Reorg((), ())
+        retracted, enacted, ancestor = self._tree_route(block_hash, header, None)
+        if ancestor.number < self._finalized.number:
+            raise FinalityViolation(
+                f"#{header.number} 0x{block_hash.hex()} is not on the chain of the finalized "
+                f"block #{self._finalized.number}"
+            )
+        batch = self._db.write_batch(sync=True)
+        reorg = self._move_best(batch, retracted, enacted, None)
+        self._write(batch)
+        self._best_hash, self._best = block_hash, header
+        return reorg
+
+    def set_finalized(self, block_hash: bytes) -> None:
+        """Record that a block of the best chain is final (finality never goes back)."""
+        header = self._require_header(block_hash)
+        if self.hash_at(header.number) != block_hash:
+            raise FinalityViolation(f"#{header.number} 0x{block_hash.hex()} is not on the best "
+                                    f"chain")
+        if header.number < self._finalized.number:
+            raise FinalityViolation(f"#{header.number} is below the finalized "
+                                    f"#{self._finalized.number}")
+        batch = self._db.write_batch(sync=True)
+        batch.put(META_FINALIZED, block_hash)
+        self._write(batch)
+        self._finalized_hash, self._finalized = block_hash, header
+
+    def set_justification(self, block_hash: bytes, justification: Justification) -> None:
+        """Attach a block's justification (stored apart from its body)."""
+        if not self.has_block(block_hash):
+            raise UnknownBlock(f"no stored block 0x{block_hash.hex()}")
+        if justification.block_hash != block_hash:
+            raise UnknownBlock(f"the justification is for 0x{justification.block_hash.hex()}, "
+                               f"not 0x{block_hash.hex()}")
+        batch = self._db.write_batch(sync=True)
+        batch.put(JUSTIFICATION + block_hash, codec.encode(justification))
+        self._write(batch)
+
+    def iter_raw(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every key/value in the database, in key order (for tests and tools)."""
+        yield from self._db.iterator()
+
+    # ------------------------------------------------------------------ internals
+
+    def _require_header(self, block_hash: bytes) -> Header:
+        header = self.header(block_hash)
+        if header is None:
+            raise UnknownBlock(f"no stored block 0x{block_hash.hex()}")
+        return header
+
+    def _load_head(self, key: bytes) -> tuple[bytes, Header]:
+        block_hash = self._db.get(key)
+        header = None if block_hash is None else self.header(block_hash)
+        if block_hash is None or header is None:
+            raise DatabaseError(f"the database {db_path(self.path)} lacks its "
+                                f"{key[len(META):].decode()} block (corrupt?)")
+        return block_hash, header
+
+    def _tree_route(
+        self, new_hash: bytes, new_header: Header, pending: _Pending | None
+    ) -> tuple[list[tuple[bytes, Header]], list[tuple[bytes, Header]], Header]:
+        """The blocks from the best block back to the common ancestor with ``new_hash`` (newest
+        first), from there up to ``new_hash`` (oldest first), and the ancestor's header."""
+
+        def lookup(block_hash: bytes) -> Header:
+            if pending is not None and block_hash == pending.hash:
+                return pending.header
+            return self._require_header(block_hash)
+
+        old_hash, old = self._best_hash, self._best
+        retracted: list[tuple[bytes, Header]] = []
+        enacted: list[tuple[bytes, Header]] = []
+        new_h, new = new_hash, new_header
+        while old.number > new.number:
+            retracted.append((old_hash, old))
+            old_hash = old.parent_hash
+            old = lookup(old_hash)
+        while new.number > old.number:
+            enacted.append((new_h, new))
+            new_h = new.parent_hash
+            new = lookup(new_h)
+        while old_hash != new_h:
+            if old.number == 0:
+                raise DatabaseError("two stored chains do not share the genesis block")
+            retracted.append((old_hash, old))
+            old_hash = old.parent_hash
+            old = lookup(old_hash)
+            enacted.append((new_h, new))
+            new_h = new.parent_hash
+            new = lookup(new_h)
+        enacted.reverse()
+        return retracted, enacted, old
+
+    def _move_best(
+        self,
+        batch: Any,
+        retracted: list[tuple[bytes, Header]],
+        enacted: list[tuple[bytes, Header]],
+        pending: _Pending | None,
+    ) -> Reorg:
+        """Add to ``batch`` the move of the best chain: flat state, indexes, best pointer."""
+        get = self._db.get
+        flat: dict[bytes, bytes | None] = {}
+        for block_hash, _ in retracted:
+            undo = get(UNDO + block_hash)
+            if undo is None:
+                raise DatabaseError(f"the undo log of 0x{block_hash.hex()} is missing (corrupt?)")
+            for key, old in _unpack_pairs(undo):
+                flat[key] = old
+            for raw in self._extrinsics(block_hash):
+                batch.delete(TX + blake2_256(raw))
+        old_number = self._best.number
+        new_number = enacted[-1][1].number if enacted else self._best.number - len(retracted)
+        for number in range(new_number + 1, old_number + 1):
+            batch.delete(_number_key(number))
+        for block_hash, header in enacted:
+            if pending is not None and block_hash == pending.hash:
+                changes: Iterable[tuple[bytes, bytes | None]] = pending.changes.items()
+                extrinsics = pending.extrinsics
+            else:
+                diff = get(DIFF + block_hash)
+                if diff is None:
+                    raise DatabaseError(f"the diff of 0x{block_hash.hex()} is missing (corrupt?)")
+                changes = _unpack_pairs(diff)
+                extrinsics = self._extrinsics(block_hash)
+            undo_pairs = []
+            for key, value in changes:
+                old = flat[key] if key in flat else get(STATE + key)
+                undo_pairs.append((key, old))
+                flat[key] = value
+            batch.put(UNDO + block_hash, _pack_pairs(undo_pairs))
+            batch.put(_number_key(header.number), block_hash)
+            location = block_hash
+            for index, raw in enumerate(extrinsics):
+                batch.put(TX + blake2_256(raw), location + index.to_bytes(4, "big"))
+        put, delete = batch.put, batch.delete
+        for key, value in flat.items():
+            if value is None:
+                delete(STATE + key)
+            else:
+                put(STATE + key, value)
+        new_best = enacted[-1][0] if enacted else retracted[-1][1].parent_hash
+        batch.put(META_BEST, new_best)
+        return Reorg(tuple(h for h, _ in retracted), tuple(h for h, _ in enacted))
+
+    def _extrinsics(self, block_hash: bytes) -> tuple[bytes, ...]:
+        data = self._db.get(BODY + block_hash)
+        if data is None:
+            raise DatabaseError(f"the body of 0x{block_hash.hex()} is missing (corrupt?)")
+        # Trusted bytes we wrote: [header, extrinsics, seal, justification].
+        return msgpack.unpackb(data, use_list=False)[1]  # type: ignore[no-any-return]
+
+    def _write(self, batch: Any) -> None:
+        try:
+            batch.write()
+        except plyvel.Error as e:
+            raise DatabaseError(f"cannot write to the database {db_path(self.path)}: "
+                                f"{_plyvel_message(e)}") from None
+
+
+# ---------------------------------------------------------------------------
+# Opening
+
+
+def _plyvel_message(error: BaseException) -> str:
+    arg = error.args[0] if error.args else error
+    if isinstance(arg, bytes):
+        return arg.decode(errors="replace")
+    return str(arg)
+
+
+def _decode_header(data: bytes) -> Header:
+    return codec.decode(data, Header)  # type: ignore[no-any-return]
+
+
+def _initialize(db: Any, base: Path, genesis: Genesis) -> None:
+    """Write the genesis block into an empty database, or check an existing one."""
+    stored = db.get(META_GENESIS)
+    if stored is not None:
+        if stored != genesis.hash:
+            raise GenesisMismatch(base, stored, genesis.hash)
+        version = db.get(META_VERSION)
+        if version is None or int.from_bytes(version, "big") != SCHEMA_VERSION:
+            raise DatabaseError(f"the database {db_path(base)} has an unsupported schema version")
+        return
+    with db.iterator(include_value=False) as it:
+        if next(it, None) is not None:
+            raise DatabaseError(f"{db_path(base)} is not an Opus Chain database")
+    header = genesis.header
+    header_bytes = codec.encode(header)
+    genesis_hash = blake2_256(header_bytes)
+    update = trie_update(_NoNodes(), EMPTY_ROOT, dict(genesis.state))
+    if update.root != header.state_root:
+        raise DatabaseError("the genesis state does not match the genesis header's state root")
+    batch = db.write_batch(sync=True)
+    batch.put(HEADER + genesis_hash, header_bytes)
+    batch.put(BODY + genesis_hash, codec.encode(Block(header, (), GENESIS_SEAL)))
+    batch.put(EVENTS + genesis_hash, codec.encode((), EventRecords))
+    for node_hash, encoding in update.new_nodes.items():
+        batch.put(TRIE + node_hash, encoding)
+    for key, value in genesis.state.items():
+        batch.put(STATE + key, value)
+    batch.put(_number_key(0), genesis_hash)
+    batch.put(META_BEST, genesis_hash)
+    batch.put(META_FINALIZED, genesis_hash)
+    batch.put(META_VERSION, SCHEMA_VERSION.to_bytes(4, "big"))
+    batch.put(META_GENESIS, genesis_hash)
+    batch.write()
+
+
+class _NoNodes:
+    """The node store of an empty trie."""
+
+    def get_node(self, node_hash: bytes) -> bytes | None:
+        raise MissingNode(node_hash)
+
