@@ -2,7 +2,11 @@
 
 from runtime.modules import (  # noqa: F401  (imported for their registrations)
     balances,
+    licensing,
+    provenance,
+    royalties,
     system,
+    usage,
     validators,
 )
 
