@@ -21,6 +21,7 @@ from typing import Any
 import trio
 
 from genesis import Genesis
+from node.importer import SignatureWorkers, verify_and_execute
 from node.logs import short_hash
 from node.storage import ChainStore, ImportResult
 from node.txpool import TransactionPool
@@ -33,7 +34,7 @@ from runtime.block import (
     verify_justification,
 )
 from runtime.crypto import Keypair, blake2_256
-from runtime.execution import BlockError, build_block, execute_block, slot_owner
+from runtime.execution import BlockError, build_block, slot_owner
 from runtime.modules import validators
 from runtime.support import BlockInfo
 
@@ -122,6 +123,7 @@ class Node:
         self.peer_count: Callable[[], int] = lambda: 0
         self.is_syncing: Callable[[], bool] = lambda: False
         self.metrics: Any = None  # node.metrics.Metrics when enabled
+        self.signature_workers: SignatureWorkers | None = None  # started by run()
 
     # ------------------------------------------------------------------ clock
 
@@ -205,8 +207,8 @@ class Node:
         started = time.perf_counter()
         try:
             executed = await trio.to_thread.run_sync(
-                execute_block, store.state_at(parent.hash), store.node_store, parent, block,
-                self.genesis.hash,
+                verify_and_execute, store.state_at(parent.hash), store.node_store, parent, block,
+                self.genesis.hash, self.signature_workers,
             )
         except BlockError as e:
             raise ImportFailed(type(e).__name__, str(e)) from None
@@ -355,6 +357,14 @@ class Node:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Run every task of the node until cancelled."""
+        self.signature_workers = SignatureWorkers()
+        try:
+            await self._run_tasks(task_status)
+        finally:
+            workers, self.signature_workers = self.signature_workers, None
+            workers.close()
+
+    async def _run_tasks(self, task_status: Any) -> None:
         async with trio.open_nursery() as nursery:
             if self.config.rpc_port is not None:
                 from node.rpc.server import serve_rpc

@@ -160,6 +160,61 @@ def signature_checks(
     return tuple(checks)
 
 
+def check_block(state: StateReader, parent: Header, block: Block) -> None:
+    """Everything about a block that can be checked without executing it."""
+    header = block.header
+    validate_header(state, parent, header)
+    if not seal_valid(header, block.seal):
+        raise BadSeal(f"bad seal on #{header.number}")
+    length = sum(len(raw) for raw in block.extrinsics)
+    if length > MAX_BLOCK_LENGTH:
+        raise BlockTooLong(f"{length} bytes of extrinsics exceeds {MAX_BLOCK_LENGTH}")
+    if extrinsics_root(block.extrinsics) != header.extrinsics_root:
+        raise BadExtrinsicsRoot(f"extrinsics root mismatch in #{header.number}")
+
+
+@dataclass(frozen=True)
+class AppliedBody:
+    changes: dict[bytes, bytes | None]
+    events: tuple[EventRecord, ...]
+    weight: int
+
+
+def apply_body(
+    state: StateReader,
+    block: Block,
+    extrinsics: Sequence[Extrinsic],
+    genesis_hash: bytes,
+    *,
+    signatures_checked: bool = False,
+) -> AppliedBody:
+    """Initialize the block and apply its (decoded) extrinsics in order."""
+    header = block.header
+    overlay = Overlay(state)
+    env = initialize_block(overlay, BlockInfo(header.number, header.timestamp, header.author,
+                                              header.parent_hash))
+    weight = 0
+    for index, (raw, ext) in enumerate(zip(block.extrinsics, extrinsics, strict=True)):
+        try:
+            outcome = apply_extrinsic(env, ext, len(raw), index, genesis_hash,
+                                      signature_checked=signatures_checked)
+        except InvalidTransaction as e:
+            raise InvalidExtrinsicInBlock(f"extrinsic {index}: {e.error_name()}: {e}") from None
+        weight += outcome.weight
+        if weight > MAX_BLOCK_WEIGHT:
+            raise BlockWeightExceeded(f"weight {weight} exceeds {MAX_BLOCK_WEIGHT}")
+    return AppliedBody(overlay.changes, tuple(env.events), weight)
+
+
+def commit_state_root(nodes: NodeStore, parent: Header, block: Block,
+                      body: AppliedBody) -> ExecutedBlock:
+    """Update the state trie once with the block's write set and check the header's root."""
+    update = trie_update(nodes, parent.state_root, body.changes)
+    if update.root != block.header.state_root:
+        raise BadStateRoot(f"state root mismatch in #{block.header.number}")
+    return ExecutedBlock(block, body.changes, update, body.events, body.weight)
+
+
 def execute_block(
     state: StateReader,
     nodes: NodeStore,
@@ -176,35 +231,11 @@ def execute_block(
     signatures beforehand (see :func:`signature_checks`) skip doing it again;
     ``decoded`` passes the body already decoded by :func:`decode_body`.
     """
-    header = block.header
-    validate_header(state, parent, header)
-    if not seal_valid(header, block.seal):
-        raise BadSeal(f"bad seal on #{header.number}")
-    length = sum(len(raw) for raw in block.extrinsics)
-    if length > MAX_BLOCK_LENGTH:
-        raise BlockTooLong(f"{length} bytes of extrinsics exceeds {MAX_BLOCK_LENGTH}")
-    if extrinsics_root(block.extrinsics) != header.extrinsics_root:
-        raise BadExtrinsicsRoot(f"extrinsics root mismatch in #{header.number}")
-
-    overlay = Overlay(state)
-    env = initialize_block(overlay, BlockInfo(header.number, header.timestamp, header.author,
-                                              header.parent_hash))
-    weight = 0
+    check_block(state, parent, block)
     extrinsics = decode_body(block) if decoded is None else decoded
-    for index, (raw, ext) in enumerate(zip(block.extrinsics, extrinsics, strict=True)):
-        try:
-            outcome = apply_extrinsic(env, ext, len(raw), index, genesis_hash,
-                                      signature_checked=signatures_checked)
-        except InvalidTransaction as e:
-            raise InvalidExtrinsicInBlock(f"extrinsic {index}: {e.error_name()}: {e}") from None
-        weight += outcome.weight
-        if weight > MAX_BLOCK_WEIGHT:
-            raise BlockWeightExceeded(f"weight {weight} exceeds {MAX_BLOCK_WEIGHT}")
-
-    update = trie_update(nodes, parent.state_root, overlay.changes)
-    if update.root != header.state_root:
-        raise BadStateRoot(f"state root mismatch in #{header.number}")
-    return ExecutedBlock(block, overlay.changes, update, tuple(env.events), weight)
+    body = apply_body(state, block, extrinsics, genesis_hash,
+                      signatures_checked=signatures_checked)
+    return commit_state_root(nodes, parent, block, body)
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,18 @@
 * :func:`check_transaction` decides whether an extrinsic may enter a block
   (size, weight, mortality, nonce, signature, fee). An invalid extrinsic is
   never included and costs nothing.
-* :func:`apply_extrinsic` applies a valid extrinsic: it takes the fee, bumps
-  the nonce, then dispatches the call in its own overlay. If the call fails
-  with a :class:`DispatchError`, the call's changes and events are dropped but
-  the fee and nonce stay, and an ``ExtrinsicFailed`` event names the error.
+* :func:`apply_extrinsic` applies a valid extrinsic: it withholds the
+  worst-case fee and the tip, bumps the nonce, then dispatches the call in its
+  own overlay. If the call fails with a :class:`DispatchError`, the call's
+  changes and events are dropped but the fee and nonce stay, and an
+  ``ExtrinsicFailed`` event names the error. A call that used less than its
+  worst-case weight (it returns what it used) has the difference refunded.
 
 Fees (in the smallest unit; the token has 12 decimals)::
 
     fee = BASE_FEE + LENGTH_FEE * encoded_length + WEIGHT_FEE * weight
-    weight = EXTRINSIC_BASE_WEIGHT + call weight
+    weight = EXTRINSIC_BASE_WEIGHT + call weight   # worst case before dispatch,
+                                                   # actual weight after it
     paid = fee + tip           # all of it to the block author
 
 The pool orders by ``priority = tip``, then by arrival.
@@ -180,7 +183,7 @@ def initialize_block(state: Overlay, block: BlockInfo) -> Env:
 
 @dataclass(frozen=True)
 class ApplyOutcome:
-    weight: int
+    weight: int  # actually used (counts against the block's limit)
     fee: int  # fee + tip actually paid
     error: str | None  # the named DispatchError if the call failed
 
@@ -205,27 +208,42 @@ def apply_extrinsic(
                               signature_checked=signature_checked)
     if ext.nonce != valid.account_nonce:
         raise FutureNonce(f"nonce {ext.nonce}, account is at {valid.account_nonce}")
-    paid = valid.fee + ext.tip
-    env.extrinsic_index = index
-    balances.move(state, ext.signer, env.block.author, paid)
+    # Pre-dispatch: take the worst-case fee and the tip, and use the nonce.
     account = system.account_info(state, ext.signer)
-    system.put_account(state, ext.signer, system.AccountInfo(account.nonce + 1, account.free))
-    env.emit(balances.FeePaid(ext.signer, valid.fee, ext.tip, env.block.author))
+    withheld = valid.fee + ext.tip
+    system.put_account(state, ext.signer,
+                       system.AccountInfo(account.nonce + 1, account.free - withheld))
+    env.extrinsic_index = index
 
     call_state = state.child()
     call_env = Env(call_state, env.block, env.events, index)
     events_before = len(env.events)
     spec = ext.call.spec
+    error: DispatchError | None = None
     try:
-        spec.handler(call_env, ext.signer, ext.call.args)
+        used = spec.handler(call_env, ext.signer, ext.call.args)
     except DispatchError as failure:
+        error, used = failure, None
         call_state.revert()
         del env.events[events_before:]
-        env.emit(system.ExtrinsicFailed(valid.weight, paid, failure.error_name(),
-                                        truncate_utf8(str(failure), 512)))
-        env.extrinsic_index = None
-        return ApplyOutcome(valid.weight, paid, failure.error_name())
-    call_state.commit()
-    env.emit(system.ExtrinsicSuccess(valid.weight, paid))
+    else:
+        call_state.commit()
+
+    # Post-dispatch: charge the weight actually used, refund the rest, pay the author.
+    weight = valid.weight if used is None else min(valid.weight, EXTRINSIC_BASE_WEIGHT + used)
+    fee = compute_fee(length, weight)
+    signer = system.account_info(state, ext.signer)
+    system.put_account(state, ext.signer,
+                       system.AccountInfo(signer.nonce, signer.free + valid.fee - fee))
+    author = system.account_info(state, env.block.author)
+    system.put_account(state, env.block.author,
+                       system.AccountInfo(author.nonce, author.free + fee + ext.tip))
+    env.emit(balances.FeePaid(ext.signer, fee, ext.tip, env.block.author))
+    paid = fee + ext.tip
+    if error is not None:
+        env.emit(system.ExtrinsicFailed(weight, paid, error.error_name(),
+                                        truncate_utf8(str(error), 512)))
+    else:
+        env.emit(system.ExtrinsicSuccess(weight, paid))
     env.extrinsic_index = None
-    return ApplyOutcome(valid.weight, paid, None)
+    return ApplyOutcome(weight, paid, None if error is None else error.error_name())

@@ -217,12 +217,13 @@ class CallSpec:
     module: str
     name: str
     args: type[Struct]
-    handler: Callable[[Env, bytes, Any], None]
+    handler: Callable[[Env, bytes, Any], Weight | None]
     weight: Callable[[Any], Weight]
     doc: str = ""
 
 
 CALLS: dict[tuple[str, str], CallSpec] = {}
+Handler = Callable[[Env, bytes, A], Weight | None]
 CALLS_BY_ARGS: dict[type[Struct], CallSpec] = {}
 
 
@@ -235,8 +236,12 @@ class Module:
 
     def call(
         self, args: type[A], weight: Callable[[A], Weight]
-    ) -> Callable[[Callable[[Env, bytes, A], None]], Callable[[Env, bytes, A], None]]:
-        def register(fn: Callable[[Env, bytes, A], None]) -> Callable[[Env, bytes, A], None]:
+    ) -> Callable[[Handler[A]], Handler[A]]:
+        """Register a call. ``weight`` gives its worst-case weight from its arguments
+        (charged before dispatch); a handler may return the weight it actually used,
+        and the difference is refunded (Substrate's post-dispatch correction)."""
+
+        def register(fn: Handler[A]) -> Handler[A]:
             spec = CallSpec(self.name, fn.__name__, args, fn, weight, fn.__doc__ or "")
             self.calls[fn.__name__] = spec
             CALLS[(self.name, fn.__name__)] = spec

@@ -75,8 +75,8 @@ def test_transfer_moves_amount_pays_author_and_bumps_nonce(chain: Any) -> None:
     assert chain.nonce(ALICE.public) == 1
     assert chain.nonce(BOB.public) == 0
     assert events_of(events) == [
-        (0, balances.FeePaid(ALICE.public, fee, 123, FERDIE.public)),
         (0, balances.Transfer(ALICE.public, BOB.public, 5 * UNIT)),
+        (0, balances.FeePaid(ALICE.public, fee, 123, FERDIE.public)),
         (0, system.ExtrinsicSuccess(weight, fee + 123)),
     ]
     assert balances.total_issuance.get(chain.state) == 3 * START == chain.balances_sum()

@@ -259,3 +259,25 @@ def test_payments_are_exact_over_random_graphs(data: st.DataObject) -> None:
         history = [royalties.credits.get(chain.state, (who, i)) for i in range(count)]
         assert sum(c.amount for c in history if c is not None) == (
             royalties.earned.get(chain.state, who) or 0)
+
+
+def test_unused_worst_case_weight_is_refunded(example: tuple[MiniChain, int, int]) -> None:
+    """pay_revenue is charged for 528 credits up front; a 3-credit payment pays for 3."""
+    from runtime import codec, executive
+    from runtime.extrinsic import sign_extrinsic
+    from runtime.support import make_call
+    from tests.runtime_helpers import GENESIS_HASH
+
+    chain, _, b = example
+    args = PayRevenue(b, 1_000, "")
+    ext = sign_extrinsic(DAVE, make_call(args), chain.nonce(DAVE.public), GENESIS_HASH,
+                         executive.SPEC_VERSION)
+    worst = executive.call_weight(ext)
+    before = chain.free(DAVE.public)
+    applied = expect_ok(chain, DAVE, args)
+    used = (executive.EXTRINSIC_BASE_WEIGHT + royalties.PAY_REVENUE_BASE_WEIGHT
+            + royalties.DISTRIBUTE_BASE_WEIGHT + provenance.WORK_READ_WEIGHT * 2
+            + royalties.CREDIT_WEIGHT * 3)
+    assert applied.outcome.weight == used < worst
+    assert applied.outcome.fee == executive.compute_fee(len(codec.encode(ext)), used)
+    assert chain.free(DAVE.public) == before - 1_000 - applied.outcome.fee

@@ -418,11 +418,12 @@ class AcquireLicense(Struct):
 
 
 @module.call(AcquireLicense, weight=lambda a: 50_000 + royalties.distribute_max_weight())
-def acquire_license(env: Env, who: AccountId, args: AcquireLicense) -> None:
+def acquire_license(env: Env, who: AccountId, args: AcquireLicense) -> int:
     """Buy a license under live terms; the minting fee is paid into the work at once.
 
     Origin: any signed account (it becomes the licensee). Weight: 50,000 plus a
-    worst-case royalty distribution (``royalties.distribute_max_weight()``).
+    worst-case royalty distribution (``royalties.distribute_max_weight()``) before
+    dispatch; the unused part is refunded.
     Errors: ``TermsNotFound``, ``TermsRetired``, ``SupplySoldOut``,
     ``balances.InsufficientBalance`` (the fee).
     """
@@ -432,8 +433,9 @@ def acquire_license(env: Env, who: AccountId, args: AcquireLicense) -> None:
         raise TermsRetired(f"terms #{found.id} are retired")
     if (found.max_supply and found.minted >= found.max_supply) or found.minted >= U32_MAX:
         raise SupplySoldOut(f"all {found.minted} licenses under terms #{found.id} are issued")
+    weight = 50_000
     if found.minting_fee:
-        royalties.distribute(
+        weight += royalties.distribute(
             env, who, found.work_id, found.minting_fee, royalties.Reason.LICENSE_FEE
         )
     number = env.block.number
@@ -449,6 +451,7 @@ def acquire_license(env: Env, who: AccountId, args: AcquireLicense) -> None:
     terms.put(state, found.id, dataclasses.replace(found, minted=found.minted + 1))
     env.emit(LicenseAcquired(license_id, found.id, found.work_id, who, found.minting_fee,
                              expires_at))
+    return weight
 
 
 @dataclass(frozen=True)

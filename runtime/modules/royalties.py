@@ -198,22 +198,24 @@ def _add(state: Overlay, item: StorageMap[int], key: object, amount: int) -> Non
 
 def distribute(
     env: Env, payer: bytes, work_id: int, amount: int, reason: Reason, *, memo: str = ""
-) -> None:
+) -> int:
     """Move ``amount`` from ``payer`` into ``work_id`` and split it at once (see above).
 
     Raises ``provenance.WorkNotFound`` or ``balances.InsufficientBalance``; a
     zero amount does nothing. Emits ``RoyaltyPaid`` and one ``Credited`` per credit.
+    Returns the weight actually used (at most ``distribute_max_weight()``).
     """
     state = env.state
     work = provenance.get_work(state, work_id)
     if amount == 0:
-        return
+        return DISTRIBUTE_BASE_WEIGHT + provenance.WORK_READ_WEIGHT
     available = balances.free_balance(state, payer)
     if available < amount:
         raise balances.InsufficientBalance(f"balance {available} is below {amount}")
     env.emit(RoyaltyPaid(work.id, payer, amount, reason, memo))
     _add(state, work_revenue, work.id, amount)
-    for account, via_work, share in plan_distribution(state, work, amount):
+    planned = plan_distribution(state, work, amount)
+    for account, via_work, share in planned:
         balances.move(state, payer, account, share)
         _add(state, earned, account, share)
         _add(state, work_paid_out, (work.id, account), share)
@@ -223,6 +225,9 @@ def distribute(
         ))
         credit_count.put(state, account, seq + 1)
         env.emit(Credited(account, work.id, via_work, share))
+    work_reads = 1 + len(work.royalty_stack)
+    return (DISTRIBUTE_BASE_WEIGHT + provenance.WORK_READ_WEIGHT * work_reads
+            + CREDIT_WEIGHT * len(planned))
 
 
 module = Module(NAME)
@@ -236,16 +241,17 @@ class PayRevenue(Struct):
 
 
 @module.call(PayRevenue, weight=lambda a: PAY_REVENUE_BASE_WEIGHT + distribute_max_weight())
-def pay_revenue(env: Env, who: AccountId, args: PayRevenue) -> None:
+def pay_revenue(env: Env, who: AccountId, args: PayRevenue) -> int:
     """Pay revenue into a work (e.g. a platform paying a creator's sales).
 
     The amount is split at once among the work's ancestors and creators.
 
     Origin: any signed account. Weight: 30,000 + ``distribute_max_weight()``
-    (the worst case: 528 credits).
+    (the worst case: 528 credits) before dispatch; the unused part is refunded.
     Errors: ``balances.ZeroAmount``, ``provenance.WorkNotFound``,
     ``balances.InsufficientBalance``.
     """
     if args.amount == 0:
         raise balances.ZeroAmount("amount must be positive")
-    distribute(env, who, args.work_id, args.amount, Reason.REVENUE, memo=args.memo)
+    return PAY_REVENUE_BASE_WEIGHT + distribute(env, who, args.work_id, args.amount,
+                                                Reason.REVENUE, memo=args.memo)
