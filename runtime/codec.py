@@ -283,37 +283,77 @@ def _enum_codec(cls: type[enum.Enum]) -> tuple[ToWire, FromWire]:
     return to_wire, from_wire
 
 
+def _fast_check(tp: Any) -> tuple[str, int]:
+    """How generated struct code can check a field inline: ("uint", limit), ("fixed", n),
+    ("bool", 0), or ("call", 0) for everything else (the field's codec does the work)."""
+    if get_origin(tp) is Annotated:
+        base, spec = get_args(tp)[0], get_args(tp)[1]
+        if base is int and isinstance(spec, UInt) and spec.bits <= 64:
+            return "uint", 1 << spec.bits
+        if base is bytes and isinstance(spec, Fixed):
+            return "fixed", spec.length
+    if tp is bool:
+        return "bool", 0
+    return "call", 0
+
+
 def _struct_codec(cls: type[Struct]) -> tuple[ToWire, FromWire]:
+    """Generate straight-line (to_wire, from_wire) code for a struct.
+
+    Struct codecs run for every extrinsic, event and state read, so the code
+    checks the common primitive fields inline and builds the instance without
+    the dataclass ``__init__`` (the checks it would do are the codec's own).
+    """
     hints = get_type_hints(cls, include_extras=True)
     fields = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    field_codecs: list[tuple[ToWire, FromWire]] = []
     # Register a forward placeholder first so self-referential types terminate.
-    placeholder_to: list[ToWire] = []
-    placeholder_from: list[FromWire] = []
-    _codecs[cls] = (lambda v: placeholder_to[0](v), lambda w: placeholder_from[0](w))
-    for name in fields:
-        field_codecs.append(codec_for(hints[name]))
-    count = len(fields)
+    placeholder: list[tuple[ToWire, FromWire]] = []
+    _codecs[cls] = (lambda v: placeholder[0][0](v), lambda w: placeholder[0][1](w))
+    field_codecs = [codec_for(hints[name]) for name in fields]
     pairs = list(zip(fields, field_codecs, strict=True))
-
-    def to_wire(v: Any) -> Any:
-        if type(v) is not cls:
-            raise EncodeError(f"expected {cls.__name__}, got {type(v).__name__}")
-        return [c[0](getattr(v, n)) for n, c in pairs]
-
-    def from_wire(w: Any) -> Any:
-        if type(w) is not list:
-            raise WrongType(f"{cls.__name__}: expected array, got {type(w).__name__}")
-        if len(w) != count:
-            raise WrongFieldCount(f"{cls.__name__}: expected {count} fields, got {len(w)}")
-        try:
-            return cls(*[c[1](x) for (_, c), x in zip(pairs, w, strict=True)])
-        except DecodeError as e:
-            raise type(e)(f"{cls.__name__}.{_failing_field(pairs, w)}: {e}") from None
-
-    placeholder_to.append(to_wire)
-    placeholder_from.append(from_wire)
-    return to_wire, from_wire
+    env: dict[str, Any] = {
+        "cls": cls, "EncodeError": EncodeError, "WrongType": WrongType,
+        "WrongFieldCount": WrongFieldCount, "DecodeError": DecodeError, "new": object.__new__,
+        "failing": lambda w: _failing_field(pairs, w),
+    }
+    to_lines = ["def to_wire(v):", "    if type(v) is not cls:",
+                "        raise EncodeError(f'expected {cls.__name__}, got {type(v).__name__}')"]
+    from_lines = [
+        "def from_wire(w):",
+        "    if type(w) is not list:",
+        "        raise WrongType(f'{cls.__name__}: expected array, got {type(w).__name__}')",
+        f"    if len(w) != {len(fields)}:",
+        f"        raise WrongFieldCount(f'{{cls.__name__}}: expected {len(fields)} fields, "
+        "got {len(w)}')",
+        "    try:",
+    ]
+    for i, name in enumerate(fields):
+        env[f"T{i}"], env[f"F{i}"] = field_codecs[i]
+        kind, bound = _fast_check(hints[name])
+        if kind == "uint":
+            bad = f"type(x{i}) is not int or x{i} < 0 or x{i} >= {bound}"
+        elif kind == "fixed":
+            bad = f"type(x{i}) is not bytes or len(x{i}) != {bound}"
+        elif kind == "bool":
+            bad = f"type(x{i}) is not bool"
+        else:
+            to_lines.append(f"    x{i} = T{i}(v.{name})")
+            from_lines.append(f"        x{i} = F{i}(w[{i}])")
+            continue
+        to_lines += [f"    x{i} = v.{name}", f"    if {bad}:", f"        T{i}(x{i})"]
+        from_lines += [f"        x{i} = w[{i}]", f"        if {bad}:", f"            F{i}(x{i})"]
+    to_lines.append(f"    return [{', '.join(f'x{i}' for i in range(len(fields)))}]")
+    from_lines += [
+        "    except DecodeError as e:",
+        "        raise type(e)(f'{cls.__name__}.{failing(w)}: {e}') from None",
+        "    o = new(cls)",
+        "    o.__dict__.update({" + ", ".join(f"{n!r}: x{i}" for i, n in enumerate(fields)) + "})",
+        "    return o",
+    ]
+    exec("\n".join(to_lines + from_lines), env)  # noqa: S102 - generated from type hints only
+    result: tuple[ToWire, FromWire] = (env["to_wire"], env["from_wire"])
+    placeholder.append(result)
+    return result
 
 
 def _failing_field(pairs: list[tuple[str, tuple[ToWire, FromWire]]], w: list[Any]) -> str:
@@ -370,9 +410,19 @@ def codec_for(tp: Any) -> tuple[ToWire, FromWire]:
 # Public entry points
 
 
+# One shared packer: msgpack.packb builds a Packer per call. Packer.pack runs
+# entirely in C under the GIL (no default hook), so sharing it across threads is safe.
+_PACKER = msgpack.Packer(use_bin_type=True, autoreset=True)
+
+
 def pack(wire: Any) -> bytes:
     """Pack wire primitives into msgpack bytes (the only packer the chain uses)."""
-    return msgpack.packb(wire, use_bin_type=True)  # type: ignore[no-any-return]
+    return _PACKER.pack(wire)  # type: ignore[no-any-return]
+
+
+def unpack_trusted(data: bytes) -> Any:
+    """Unpack bytes this node wrote itself (state values): no limits, no canonical check."""
+    return msgpack.unpackb(data)
 
 
 def _reject_ext(code: int, data: bytes) -> Any:
@@ -439,10 +489,21 @@ def decode(data: bytes, tp: type[S] | Any, max_size: int | None = None) -> Any:
     if max_size is None:
         is_struct = isinstance(tp, type) and issubclass(tp, Struct)
         max_size = tp.MAX_SIZE if is_struct else MAX_DECODE_SIZE
-    value = from_wire(unpack(data, max_size), tp)
-    if encode(value, tp) != data:
+    return decode_with_wire(data, tp, max_size)[0]
+
+
+def decode_with_wire(data: bytes, tp: Any, max_size: int = MAX_DECODE_SIZE) -> tuple[Any, Any]:
+    """:func:`decode`, also returning the unpacked wire primitives.
+
+    Canonical check: every ``from_wire`` is strict and inverse to ``to_wire``,
+    so re-packing the wire primitives (in C) is equivalent to re-encoding the
+    decoded value, at a fraction of the cost.
+    """
+    wire = unpack(data, max_size)
+    value = from_wire(wire, tp)
+    if pack(wire) != data:
         raise NonCanonical("not the canonical encoding of the value")
-    return value
+    return value, wire
 
 
 def hex0x(data: bytes) -> str:

@@ -232,9 +232,10 @@ def apply_extrinsic(
     # Post-dispatch: charge the weight actually used, refund the rest, pay the author.
     weight = valid.weight if used is None else min(valid.weight, EXTRINSIC_BASE_WEIGHT + used)
     fee = compute_fee(length, weight)
-    signer = system.account_info(state, ext.signer)
-    system.put_account(state, ext.signer,
-                       system.AccountInfo(signer.nonce, signer.free + valid.fee - fee))
+    if fee != valid.fee:
+        signer = system.account_info(state, ext.signer)
+        system.put_account(state, ext.signer,
+                           system.AccountInfo(signer.nonce, signer.free + valid.fee - fee))
     author = system.account_info(state, env.block.author)
     system.put_account(state, env.block.author,
                        system.AccountInfo(author.nonce, author.free + fee + ext.tip))

@@ -75,6 +75,12 @@ class Extrinsic(Struct):
     call: Call
 
     def payload(self, genesis_hash: bytes, spec_version: int, birth_hash: bytes) -> bytes:
+        wire = self.__dict__.get("_wire")
+        if wire is not None:
+            # Decoded from bytes: build the payload from the wire form we already
+            # have (same bytes as signing_payload, without re-encoding the call).
+            return codec.pack([SIGNING_DOMAIN, genesis_hash, spec_version, birth_hash, wire[0],
+                               *wire[2:]])
         return signing_payload(
             genesis_hash, spec_version, birth_hash, self.signer, self.nonce, self.tip, self.era,
             self.call,
@@ -129,4 +135,6 @@ def sign_extrinsic(
 
 def decode_extrinsic(data: bytes) -> Extrinsic:
     """Decode untrusted bytes into an extrinsic (raises a codec.DecodeError subclass)."""
-    return codec.decode(data, Extrinsic)  # type: ignore[no-any-return]
+    ext, wire = codec.decode_with_wire(data, Extrinsic, MAX_EXTRINSIC_SIZE)
+    ext.__dict__["_wire"] = wire  # not a field: equality and encoding ignore it
+    return ext  # type: ignore[no-any-return]

@@ -41,49 +41,61 @@ def map_key_bytes(key: Any) -> bytes:
     raise TypeError(f"unsupported storage map key {key!r}")
 
 
-def _read(state: StateReader, key: bytes, tp: Any) -> Any:
-    raw = state.get(key)
-    if raw is None:
-        return None
-    # Stored values were written canonically by the runtime itself; skip the
-    # re-encode check that codec.decode does for untrusted input.
-    return codec.from_wire(codec.unpack(raw), tp)
+class _Item:
+    """A storage item's value type, with its codec functions resolved once."""
+
+    def __init__(self, tp: Any) -> None:
+        self.tp = tp
+        self._to_wire, self._from_wire = codec.codec_for(tp)
+
+    def _read(self, state: StateReader, key: bytes) -> Any:
+        raw = state.get(key)
+        if raw is None:
+            return None
+        # Stored values were written canonically by the runtime itself; skip the
+        # limits and re-encode check that codec.decode applies to untrusted input.
+        return self._from_wire(codec.unpack_trusted(raw))
+
+    def _encode(self, value: Any) -> bytes:
+        return codec.pack(self._to_wire(value))
 
 
-class StorageValue(Generic[V]):
+class StorageValue(_Item, Generic[V]):
     """A single typed value in state, with a default when absent."""
 
     def __init__(self, module: str, name: str, tp: Any, default: V) -> None:
+        super().__init__(tp)
         self.key = f"{module}:{name}".encode()
-        self.tp = tp
         self.default = default
 
     def get(self, state: StateReader) -> V:
-        value = _read(state, self.key, self.tp)
+        value = self._read(state, self.key)
         return self.default if value is None else value  # type: ignore[no-any-return]
 
     def put(self, state: Overlay, value: V) -> None:
-        state.set(self.key, codec.encode(value, self.tp))
+        state.set(self.key, self._encode(value))
 
 
-class StorageMap(Generic[V]):
+class StorageMap(_Item, Generic[V]):
     """A typed map in state; keys are ints, bytes or tuples of them."""
 
     def __init__(self, module: str, name: str, value_tp: Any) -> None:
+        super().__init__(value_tp)
         self.prefix = f"{module}:{name}:".encode()
-        self.tp = value_tp
 
     def key(self, key: Any) -> bytes:
+        if type(key) is bytes:
+            return self.prefix + key
         return self.prefix + map_key_bytes(key)
 
     def get(self, state: StateReader, key: Any) -> V | None:
-        return _read(state, self.key(key), self.tp)  # type: ignore[no-any-return]
+        return self._read(state, self.key(key))  # type: ignore[no-any-return]
 
     def contains(self, state: StateReader, key: Any) -> bool:
         return state.get(self.key(key)) is not None
 
     def put(self, state: Overlay, key: Any, value: V) -> None:
-        state.set(self.key(key), codec.encode(value, self.tp))
+        state.set(self.key(key), self._encode(value))
 
     def remove(self, state: Overlay, key: Any) -> None:
         state.delete(self.key(key))
