@@ -84,7 +84,8 @@ class Model:
 
     works_by_owner: dict[int, list[int]]
     terms: list[tuple[int, int]] = dataclasses.field(default_factory=list)  # (terms, work)
-    licenses: list[tuple[int, int, int]] = dataclasses.field(default_factory=list)  # (id, holder, work)
+    # (license id, holder, work)
+    licenses: list[tuple[int, int, int]] = dataclasses.field(default_factory=list)
     derivatives: list[int] = dataclasses.field(default_factory=list)
     registered: int = 0
 
