@@ -29,6 +29,7 @@ from runtime.executive import (
     apply_extrinsic,
     birth_hash,
     call_weight,
+    finalize_block,
     initialize_block,
 )
 from runtime.extrinsic import Extrinsic, decode_extrinsic
@@ -203,6 +204,7 @@ def apply_body(
         weight += outcome.weight
         if weight > MAX_BLOCK_WEIGHT:
             raise BlockWeightExceeded(f"weight {weight} exceeds {MAX_BLOCK_WEIGHT}")
+    finalize_block(env)
     return AppliedBody(overlay.changes, tuple(env.events), weight)
 
 
@@ -298,6 +300,7 @@ def build_block(
         weight += outcome.weight
         length += len(raw)
 
+    finalize_block(env)
     update = trie_update(nodes, parent.state_root, overlay.changes)
     header = Header(
         parent_hash=parent.hash,

@@ -15,7 +15,8 @@ Fees (in the smallest unit; the token has 12 decimals)::
     fee = BASE_FEE + LENGTH_FEE * encoded_length + WEIGHT_FEE * weight
     weight = EXTRINSIC_BASE_WEIGHT + call weight   # worst case before dispatch,
                                                    # actual weight after it
-    paid = fee + tip           # all of it to the block author
+    paid = fee + tip           # all of it to the block author, credited at the
+                               # end of the block (finalize_block)
 
 The pool orders by ``priority = tip``, then by arrival.
 """
@@ -152,6 +153,17 @@ def check_transaction(
     A nonce above the account's is still valid here (the pool keeps it as
     "future"); :func:`apply_extrinsic` requires the exact nonce.
     """
+    return _check(state, block, ext, length, genesis_hash, signature_checked)[0]
+
+
+def _check(
+    state: StateReader,
+    block: BlockInfo,
+    ext: Extrinsic,
+    length: int,
+    genesis_hash: bytes,
+    signature_checked: bool,
+) -> tuple[ValidTransaction, system.AccountInfo]:
     if length > MAX_EXTRINSIC_SIZE:
         raise ExtrinsicTooLarge(f"{length} bytes exceeds {MAX_EXTRINSIC_SIZE}")
     weight = call_weight(ext)
@@ -166,7 +178,8 @@ def check_transaction(
     fee = compute_fee(length, weight)
     if account.free < fee + ext.tip:
         raise CannotPayFee(f"balance {account.free} is below fee {fee} + tip {ext.tip}")
-    return ValidTransaction(priority=ext.tip, weight=weight, fee=fee, account_nonce=account.nonce)
+    valid = ValidTransaction(priority=ext.tip, weight=weight, fee=fee, account_nonce=account.nonce)
+    return valid, account
 
 
 # ---------------------------------------------------------------------------
@@ -179,6 +192,15 @@ def initialize_block(state: Overlay, block: BlockInfo) -> Env:
     system.initialize(env)
     validators.initialize(env)
     return env
+
+
+def finalize_block(env: Env) -> None:
+    """End a block: credit the author with every fee and tip of the block, at once."""
+    if env.author_fees:
+        author = system.account_info(env.state, env.block.author)
+        system.put_account(env.state, env.block.author,
+                           system.AccountInfo(author.nonce, author.free + env.author_fees))
+        env.author_fees = 0
 
 
 @dataclass(frozen=True)
@@ -204,12 +226,10 @@ def apply_extrinsic(
     as an ``ExtrinsicFailed`` event.
     """
     state = env.state
-    valid = check_transaction(state, env.block, ext, length, genesis_hash,
-                              signature_checked=signature_checked)
+    valid, account = _check(state, env.block, ext, length, genesis_hash, signature_checked)
     if ext.nonce != valid.account_nonce:
         raise FutureNonce(f"nonce {ext.nonce}, account is at {valid.account_nonce}")
     # Pre-dispatch: take the worst-case fee and the tip, and use the nonce.
-    account = system.account_info(state, ext.signer)
     withheld = valid.fee + ext.tip
     system.put_account(state, ext.signer,
                        system.AccountInfo(account.nonce + 1, account.free - withheld))
@@ -236,9 +256,7 @@ def apply_extrinsic(
         signer = system.account_info(state, ext.signer)
         system.put_account(state, ext.signer,
                            system.AccountInfo(signer.nonce, signer.free + valid.fee - fee))
-    author = system.account_info(state, env.block.author)
-    system.put_account(state, env.block.author,
-                       system.AccountInfo(author.nonce, author.free + fee + ext.tip))
+    env.author_fees += fee + ext.tip  # credited once, by finalize_block
     env.emit(balances.FeePaid(ext.signer, fee, ext.tip, env.block.author))
     paid = fee + ext.tip
     if error is not None:

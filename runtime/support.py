@@ -211,6 +211,7 @@ class Env:
     block: BlockInfo
     events: list[EventRecord]
     extrinsic_index: int | None = None
+    author_fees: int = 0  # fees and tips of the block so far, paid out at its end
 
     def emit(self, event: Event) -> None:
         self.events.append(EventRecord(self.extrinsic_index, event))

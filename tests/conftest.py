@@ -65,6 +65,7 @@ class Chain:
         return executive.apply_extrinsic(env, ext, length, index, self.genesis_hash)
 
     def close_block(self, env: Env) -> None:
+        executive.finalize_block(env)
         self.state.apply(env.state.changes)
         self.number = env.block.number
         self.hashes[self.number] = blake2_256(b"block" + self.number.to_bytes(8, "big"))

@@ -110,6 +110,7 @@ class MiniChain:
         env = executive.initialize_block(Overlay(self.state), self.block_info())
         start = len(env.events)
         outcome = executive.apply_extrinsic(env, ext, len(codec.encode(ext)), 0, GENESIS_HASH)
+        executive.finalize_block(env)
         self.state.apply(env.state.changes)
         self.number += 1
         events = [r.event for r in env.events[start:] if r.extrinsic_index == 0]
