@@ -127,6 +127,8 @@ class BadOrigin(DispatchError):
 # Events
 
 EVENT_TYPES: dict[tuple[str, str], type[Event]] = {}
+# Per event class: (module, name, fields to_wire), resolved on first use.
+_EVENT_HEADS: dict[type, tuple[str, str, Any]] = {}
 
 
 class Event(Struct):
@@ -145,9 +147,14 @@ class AnyEvent(CustomCodec):
 
     @classmethod
     def to_wire(cls, value: Any) -> Any:
-        if not isinstance(value, Event) or not value.module:
-            raise codec.EncodeError(f"not an event: {value!r}")
-        return [value.module, type(value).__name__, codec.to_wire(value)]
+        event_type = type(value)
+        head = _EVENT_HEADS.get(event_type)
+        if head is None:
+            if not isinstance(value, Event) or not value.module:
+                raise codec.EncodeError(f"not an event: {value!r}")
+            head = _EVENT_HEADS[event_type] = (value.module, event_type.__name__,
+                                               codec.codec_for(event_type)[0])
+        return [head[0], head[1], head[2](value)]
 
     @classmethod
     def from_wire(cls, wire: Any) -> Any:
