@@ -121,6 +121,7 @@ MAX_EVENTS_SIZE = 256 * 1024 * 1024
 WRITE_BUFFER_SIZE = 16 * 1024 * 1024
 BLOCK_CACHE_SIZE = 64 * 1024 * 1024
 NODE_CACHE_BYTES = 96 * 1024 * 1024
+FLAT_CACHE_ENTRIES = 200_000  # best-state values kept in memory (hot accounts, counters)
 WARM_LEVELS = 4  # trie levels loaded into the node cache at open (16^3 = 4,096 branches)
 BLOOM_FILTER_BITS = 10
 
@@ -226,19 +227,71 @@ class TxLocation:
 # State readers and the node store
 
 
+_MISSING = object()
+
+
+class FlatCache:
+    """Values of the best block's flat state recently read or written (None: absent).
+
+    Runtime reads are one LevelDB get each; hot keys (accounts, counters) are
+    read by almost every block, so they are served from here. The cache follows
+    the best block: an import that extends it updates the changed keys, a reorg
+    empties it. Readers made for an older block never use it.
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        self.block_hash = b""
+        self.values: OrderedDict[bytes, bytes | None] = OrderedDict()
+        self.max_entries = max_entries
+        self.lock = threading.Lock()
+
+    def remember(self, block_hash: bytes, key: bytes, value: bytes | None) -> None:
+        with self.lock:
+            if block_hash != self.block_hash:
+                return
+            values = self.values
+            values[key] = value
+            if len(values) > self.max_entries:
+                values.popitem(last=False)
+
+    def follow(self, block_hash: bytes, changes: Iterable[tuple[bytes, bytes | None]] | None,
+               ) -> None:
+        """The best block is now ``block_hash``, reached by ``changes`` (None: a reorg)."""
+        with self.lock:
+            if changes is None:
+                self.values.clear()
+            else:
+                values = self.values
+                for key, value in changes:
+                    if key in values:
+                        values[key] = value
+            self.block_hash = block_hash
+
+
 class FlatState:
     """The best block's state, read from the flat copy: one LevelDB get per key.
 
     Reads go through a LevelDB snapshot taken when the reader was made, so the
-    reader keeps answering for that block even after the best block moves on.
+    reader keeps answering for that block even after the best block moves on;
+    while that block is still the best, hot keys come from the FlatCache.
     """
 
-    __slots__ = ("_get",)
+    __slots__ = ("_get", "_cache", "_block_hash")
 
-    def __init__(self, snapshot: Any) -> None:
+    def __init__(self, snapshot: Any, cache: FlatCache, block_hash: bytes) -> None:
         self._get = snapshot.get
+        self._cache = cache
+        self._block_hash = block_hash
 
     def get(self, key: bytes) -> bytes | None:
+        cache = self._cache
+        if cache.block_hash == self._block_hash:
+            value = cache.values.get(key, _MISSING)
+            if value is not _MISSING:
+                return value  # type: ignore[return-value]
+            value = self._get(STATE + key)
+            cache.remember(self._block_hash, key, value)
+            return value  # type: ignore[no-any-return]
         return self._get(STATE + key)  # type: ignore[no-any-return]
 
 
@@ -378,8 +431,10 @@ class ChainStore:
         self._db = db
         self.genesis_hash = genesis_hash
         self._nodes = CachedNodeStore(db, node_cache_bytes)
+        self._flat_cache = FlatCache(FLAT_CACHE_ENTRIES)
         self._best_hash = b""
         self._best_hash, self._best = self._load_head(META_BEST)
+        self._flat_cache.follow(self._best_hash, None)
         self._finalized_hash, self._finalized = self._load_head(META_FINALIZED)
 
     # ------------------------------------------------------------------ lifecycle
@@ -549,7 +604,7 @@ class ChainStore:
 
     def best_state(self) -> FlatState:
         """The best block's state (flat: one get per key), frozen at this call."""
-        return FlatState(self._db.snapshot())
+        return FlatState(self._db.snapshot(), self._flat_cache, self._best_hash)
 
     def state_at(self, block_hash: bytes) -> StateReader:
         """The state after ``block_hash``: the flat state for the best block, else the trie."""
@@ -633,6 +688,8 @@ class ChainStore:
         if reorg is None:
             return ImportResult(block_hash, new_best=False)
         self._best_hash, self._best = block_hash, header
+        extends = not reorg.retracted and len(reorg.enacted) == 1
+        self._flat_cache.follow(block_hash, executed.changes.items() if extends else None)
         return ImportResult(block_hash, new_best=True, retracted=reorg.retracted,
                             enacted=reorg.enacted)
 
@@ -655,6 +712,7 @@ class ChainStore:
         reorg = self._move_best(batch, retracted, enacted, None)
         self._write(batch)
         self._best_hash, self._best = block_hash, header
+        self._flat_cache.follow(block_hash, None)
         return reorg
 
     def set_finalized(self, block_hash: bytes) -> None:
@@ -770,8 +828,14 @@ class ChainStore:
                 changes = _unpack_pairs(diff)
                 extrinsics = self._extrinsics(block_hash)
             undo_pairs = []
+            cached = self._flat_cache.values if not retracted else {}
             for key, value in changes:
-                old = flat[key] if key in flat else get(STATE + key)
+                if key in flat:
+                    old = flat[key]
+                else:
+                    old = cached.get(key, _MISSING)
+                    if old is _MISSING:
+                        old = get(STATE + key)
                 undo_pairs.append((key, old))
                 flat[key] = value
             batch.put(UNDO + block_hash, _pack_pairs(undo_pairs))

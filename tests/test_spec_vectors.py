@@ -1,0 +1,463 @@
+"""docs/spec.md and the code cannot drift apart.
+
+* Every ``vector:<label> = <value>`` line of docs/spec.md must equal what the code produces
+  now (``scripts/spec_vectors.py``), and every vector the generator makes must be in the doc.
+* The generated reference blocks (calls, events, errors, storage, constants) must be current.
+* The central vectors are rebuilt from the *text* of the spec alone, with plain msgpack,
+  PyNaCl and hashlib (not the runtime's codec), so the prose is checked too.
+* Every ``module.Name`` the doc mentions exists.
+
+After an intentional wire-format change: ``python scripts/spec_vectors.py --write``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import msgpack
+import nacl.signing
+import pytest
+
+from genesis import build_genesis, dev_spec
+from runtime import codec, trie
+from runtime.block import decode_block
+from runtime.codec import MAX_DECODE_SIZE
+from runtime.crypto import DEV_ACCOUNT_NAMES, decode_address
+from runtime.execution import execute_block
+from runtime.extrinsic import Era, decode_extrinsic
+from runtime.modules import MODULE_NAMES
+from runtime.modules.system import AccountInfo
+from runtime.state import MemoryState
+from runtime.support import CALLS, EVENT_TYPES, Call, DispatchError, StorageMap, StorageValue
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC_PATH = ROOT / "docs" / "spec.md"
+VECTOR_LINE = re.compile(r"^vector:(?P<label>[A-Za-z0-9_.\-]+) = (?P<value>.+)$", re.MULTILINE)
+
+
+def _load_generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("spec_vectors", ROOT / "scripts" /
+                                                  "spec_vectors.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("spec_vectors", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def gen() -> ModuleType:
+    return _load_generator()
+
+
+@pytest.fixture(scope="module")
+def doc_text() -> str:
+    return DOC_PATH.read_text()
+
+
+@pytest.fixture(scope="module")
+def doc(doc_text: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for match in VECTOR_LINE.finditer(doc_text):
+        label = match.group("label")
+        assert label not in found, f"vector {label} appears twice in docs/spec.md"
+        found[label] = match.group("value").strip()
+    assert found, "no vector lines found in docs/spec.md"
+    return found
+
+
+# Helpers: the primitives the spec is written in, independent of runtime.codec.
+
+
+def b(value: str) -> bytes:
+    assert value.startswith("0x"), value
+    return bytes.fromhex(value[2:])
+
+
+def pack(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def blake(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=32).digest()
+
+
+def sign(seed: bytes, message: bytes) -> bytes:
+    return bytes(nacl.signing.SigningKey(seed).sign(message).signature)
+
+
+def verify(public: bytes, message: bytes, signature: bytes) -> None:
+    nacl.signing.VerifyKey(public).verify(message, signature)  # raises if invalid
+
+
+def dev_seed(name: str) -> bytes:
+    return blake(b"//" + name.capitalize().encode())
+
+
+def nibbles(data: bytes) -> bytes:
+    return bytes(n for byte in data for n in (byte >> 4, byte & 15))
+
+
+_CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+
+
+def bech32m_address(public: bytes) -> str:
+    """Section 2: hrp "opus", 8-to-5-bit regrouping with zero padding, bech32m checksum."""
+    groups: list[int] = []
+    acc = bits = 0
+    for byte in public:
+        acc, bits = (acc << 8) | byte, bits + 8
+        while bits >= 5:
+            bits -= 5
+            groups.append((acc >> bits) & 31)
+    if bits:
+        groups.append((acc << (5 - bits)) & 31)
+    values = [ord(c) >> 5 for c in "opus"] + [0] + [ord(c) & 31 for c in "opus"] + groups
+    chk = 1
+    for v in values + [0] * 6:
+        top = chk >> 25
+        chk = (chk & 0x1FFFFFF) << 5 ^ v
+        for i, g in enumerate((0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)):
+            chk ^= g if (top >> i) & 1 else 0
+    chk ^= 0x2BC830A3
+    checksum = [(chk >> 5 * (5 - i)) & 31 for i in range(6)]
+    return "opus1" + "".join(_CHARSET[d] for d in groups + checksum)
+
+
+SIGNING_DOMAIN = "opus/extrinsic/v1"
+GENESIS_BALANCE = 10**18
+
+
+# ---------------------------------------------------------------------------
+# The doc equals the generator's output, and the generator covers the code.
+
+
+def test_every_vector_in_the_doc_is_what_the_code_produces(gen: ModuleType,
+                                                           doc: dict[str, str]) -> None:
+    expected: dict[str, str] = gen.vectors()
+    missing = [label for label in expected if label not in doc]
+    unknown = [label for label in doc if label not in expected]
+    wrong = [label for label in expected if label in doc and doc[label] != expected[label]]
+    hint = " (regenerate with: python scripts/spec_vectors.py --write)"
+    assert not missing, f"vectors missing from docs/spec.md: {missing}{hint}"
+    assert not unknown, f"docs/spec.md has vectors the code no longer makes: {unknown}{hint}"
+    assert not wrong, f"docs/spec.md vectors differ from the code: {wrong}{hint}"
+
+
+def test_generated_reference_blocks_are_current(gen: ModuleType, doc_text: str) -> None:
+    in_doc = gen.doc_regions(doc_text)
+    for name, body in gen.generated_regions().items():
+        assert name in in_doc, f"docs/spec.md lacks the generated region {name!r}"
+        assert in_doc[name] == body, (
+            f"generated region {name!r} of docs/spec.md is stale: "
+            "run python scripts/spec_vectors.py --write"
+        )
+
+
+def test_generator_covers_every_call_and_storage_map(gen: ModuleType) -> None:
+    every_call = {f"{m}.{f}" for m, f in CALLS}
+    assert set(gen.EXAMPLE_CALLS) == every_call
+    assert set(gen.WEIGHTS) == every_call
+    gen.check_weight_formulas()
+    prefixes = {
+        item.prefix.decode()
+        for name in MODULE_NAMES
+        for item in vars(gen.MODULES[name]).values()
+        if isinstance(item, StorageMap)
+    }
+    assert prefixes == set(gen.MAP_KEYS)
+
+
+def test_every_name_the_doc_mentions_exists(gen: ModuleType, doc_text: str) -> None:
+    known = {f"{m}.{f}" for m, f in CALLS} | {f"{m}.{n}" for m, n in EVENT_TYPES}
+    stack: list[type] = [DispatchError]
+    while stack:
+        cls = stack.pop()
+        stack.extend(cls.__subclasses__())
+        known.add(cls.error_name())  # type: ignore[attr-defined]
+    known |= {name.removesuffix("()") for name, _ in gen.CONSTANTS}
+    modules = "|".join(MODULE_NAMES)
+    mentioned = set(re.findall(rf"\b(?:{modules})\.[A-Za-z_]+\b", doc_text))
+    unknown = sorted(mentioned - known)
+    assert not unknown, f"docs/spec.md mentions names the code does not have: {unknown}"
+
+
+def test_every_storage_item_is_in_the_doc(gen: ModuleType, doc_text: str) -> None:
+    for name in MODULE_NAMES:
+        for item in vars(gen.MODULES[name]).values():
+            if isinstance(item, StorageValue):
+                assert f"value {item.key.decode()} ->" in doc_text
+            elif isinstance(item, StorageMap):
+                assert f"map   {item.prefix.decode()} ++" in doc_text
+
+
+# ---------------------------------------------------------------------------
+# Section 2: keys and addresses, from the spec's text.
+
+
+@pytest.mark.parametrize("name", DEV_ACCOUNT_NAMES)
+def test_dev_accounts(doc: dict[str, str], name: str) -> None:
+    seed = dev_seed(name)
+    if f"{name}.seed" in doc:
+        assert b(doc[f"{name}.seed"]) == seed
+    public = bytes(nacl.signing.SigningKey(seed).verify_key)
+    assert b(doc[f"{name}.public"]) == public
+    address = doc[f"{name}.address"]
+    assert address == bech32m_address(public)
+    assert len(address) == 63 and address.startswith("opus1")
+    assert decode_address(address) == public
+    assert decode_address(address.upper()) == public
+
+
+# ---------------------------------------------------------------------------
+# Section 1: codec forms.
+
+
+def test_u128_forms(doc: dict[str, str]) -> None:
+    assert b(doc["codec.account_info.small"]) == pack([1, 10**12])
+    assert b(doc["codec.account_info.u64_max"]) == pack([0, 2**64 - 1])
+    big = b(doc["codec.account_info.big"])
+    assert big == pack([0, (2**64).to_bytes(16, "big")])
+    assert big[2:4] == b"\xc4\x10"
+    assert codec.decode(big, AccountInfo) == AccountInfo(0, 2**64)
+    assert b(doc["codec.era.mortal"]) == pack([10, 64])
+
+
+@pytest.mark.parametrize(
+    ("data", "target", "error"),
+    [
+        (bytes.fromhex("92cc0500"), Era, codec.NonCanonical),  # 5 written as cc 05
+        (bytes.fromhex("92d00500"), Era, codec.NonCanonical),  # a signed integer form
+        (bytes.fromhex("92d9016100"), Era, codec.WrongType),  # a str for an integer
+        (pack([1.0, 0]), Era, codec.WrongType),  # a float
+        (pack([True, 0]), Era, codec.WrongType),  # a bool for an integer
+        (pack([-1, 0]), Era, codec.OutOfRange),
+        (pack([0, 2**32]), Era, codec.OutOfRange),  # period is a u32
+        (pack([0, 0, 0]), Era, codec.WrongFieldCount),
+        (pack([0]), Era, codec.WrongFieldCount),
+        (pack({}), Era, codec.Malformed),  # maps are never used
+        (pack(msgpack.ExtType(1, b"x")), Era, codec.Malformed),
+        (pack([0, 0]) + b"\x00", Era, codec.TrailingBytes),
+        (b"\x91" * 1025 + b"\xc0", Era, codec.Malformed),  # nested too deep
+        (b"", Era, codec.Malformed),
+        (pack([0, (5).to_bytes(16, "big")]), AccountInfo, codec.NonCanonical),  # small u128
+        (pack([0, (5).to_bytes(8, "big")]), AccountInfo, codec.WrongType),  # not 16 bytes
+        (pack([0, 1]) + bytes(MAX_DECODE_SIZE), AccountInfo, codec.Oversize),
+        (pack(["system", "nope", []]), Call, codec.OutOfRange),  # unknown call
+        (pack(["system", "remark"]), Call, codec.WrongType),
+        (pack(["system", "remark", [b"x" * 4097]]), Call, codec.TooLong),
+        (pack(["system", "remark", ["text"]]), Call, codec.WrongType),  # str for bin
+    ],
+)
+def test_strict_decoding_rules(data: bytes, target: Any, error: type[Exception]) -> None:
+    """Section 1.3: each rule gives its named error."""
+    with pytest.raises(error):
+        codec.decode(data, target)
+
+
+def test_size_limits() -> None:
+    from runtime.block import Block
+    from runtime.extrinsic import Extrinsic
+
+    assert Extrinsic.MAX_SIZE == 65_536 and Block.MAX_SIZE == 1_048_576
+    with pytest.raises(codec.Oversize):
+        decode_extrinsic(b"\x90" * 65_537)
+
+
+# ---------------------------------------------------------------------------
+# Section 3: extrinsics, rebuilt from the spec's text.
+
+
+def _check_extrinsic(doc: dict[str, str], prefix: str, call: list[Any], nonce: int,
+                     era: list[int], birth_hash: bytes) -> bytes:
+    genesis_hash = b(doc["genesis.hash"])
+    alice = b(doc["alice.public"])
+    seed = b(doc["alice.seed"])
+    payload = pack([SIGNING_DOMAIN, genesis_hash, 1, birth_hash, alice, nonce, 0, era, call])
+    assert b(doc[f"{prefix}.signing_payload"]) == payload
+    signature = sign(seed, payload)
+    assert b(doc[f"{prefix}.signature"]) == signature
+    verify(alice, payload, signature)
+    ext = pack([alice, signature, nonce, 0, era, call])
+    assert b(doc[f"{prefix}.extrinsic"]) == ext
+    assert b(doc[f"{prefix}.hash"]) == blake(ext)
+    decoded = decode_extrinsic(ext)
+    assert codec.encode(decoded) == ext
+    assert decoded.signature_valid(genesis_hash, 1, birth_hash)
+    return ext
+
+
+def test_transfer_immortal(doc: dict[str, str]) -> None:
+    call = ["balances", "transfer", [b(doc["bob.public"]), 10**12]]
+    assert b(doc["transfer.call"]) == pack(call)
+    genesis_hash = b(doc["genesis.hash"])
+    ext = _check_extrinsic(doc, "transfer", call, 0, [0, 0], genesis_hash)
+    assert int(doc["transfer.length"]) == len(ext)
+    assert int(doc["transfer.fee"]) == 100_000_000 + 1_000_000 * len(ext) + 1_000 * 120_000
+
+
+def test_transfer_mortal(doc: dict[str, str]) -> None:
+    birth_hash = blake(b"opus/spec-vectors/block-10")
+    assert b(doc["transfer_mortal.birth_hash"]) == birth_hash
+    call = ["balances", "transfer", [b(doc["bob.public"]), 10**12]]
+    _check_extrinsic(doc, "transfer_mortal", call, 0, [10, 64], birth_hash)
+    # The same extrinsic signed for another birth block does not verify.
+    other = decode_extrinsic(b(doc["transfer_mortal.extrinsic"]))
+    assert not other.signature_valid(b(doc["genesis.hash"]), 1, b(doc["genesis.hash"]))
+
+
+def test_register_work(doc: dict[str, str]) -> None:
+    sha = hashlib.sha256
+    content_hash = sha(b"Opus Chain spec vector: Sunrise over the harbour").digest()
+    assert b(doc["register_work.content_hash"]) == content_hash
+    args = [
+        content_hash, "image", "Sunrise over the harbour",
+        "ipfs://bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi",
+        sha(b'{"title":"Sunrise over the harbour"}').digest(),
+        [[b(doc["alice.public"]), 7000], [b(doc["bob.public"]), 3000]],
+        [],
+    ]
+    call = ["provenance", "register_work", args]
+    assert b(doc["register_work.call"]) == pack(call)
+    _check_extrinsic(doc, "register_work", call, 1, [0, 0], b(doc["genesis.hash"]))
+
+
+def test_example_calls_decode_strictly(doc: dict[str, str]) -> None:
+    labels = [label for label in doc if label.startswith("call.") and
+              not label.endswith(".args")]
+    assert {label.removeprefix("call.") for label in labels} == {f"{m}.{f}" for m, f in CALLS}
+    for label in labels:
+        raw = b(doc[label])
+        call = codec.decode(raw, Call)
+        assert f"call.{call.module}.{call.function}" == label
+        assert codec.encode(call, Call) == raw
+        assert isinstance(json.loads(doc[label + ".args"]), dict)
+
+
+# ---------------------------------------------------------------------------
+# Section 4: event records.
+
+
+def test_event_records(doc: dict[str, str]) -> None:
+    alice, bob = b(doc["alice.public"]), b(doc["bob.public"])
+    assert b(doc["event.transfer"]) == pack([0, ["balances", "Transfer", [alice, bob, 10**12]]])
+    assert b(doc["event.authorities_changed"]) == pack(
+        [None, ["validators", "AuthoritiesChanged", [[alice, bob]]]])
+    failed = msgpack.unpackb(b(doc["event.failed"]))
+    assert failed[0] == 1 and failed[1][:2] == ["system", "ExtrinsicFailed"]
+    weight, fee, error, _detail = failed[1][2]
+    length = len(b(doc["register_work.extrinsic"]))
+    assert weight == 100_000 + 150_000 + 5_000 * 2  # register_work, 2 creators, no parents
+    assert fee == 100_000_000 + 1_000_000 * length + 1_000 * weight
+    assert error == "provenance.AlreadyRegistered"
+
+
+# ---------------------------------------------------------------------------
+# Section 5: header, seal, votes, trie, genesis.
+
+
+def single_item_trie_root(key: bytes, value: bytes) -> bytes:
+    """A trie with one key is one leaf at depth 0 holding the whole 64-nibble path."""
+    return blake(pack([0, nibbles(blake(key)), key, value]))
+
+
+def test_header_seal_precommit_justification_block(doc: dict[str, str]) -> None:
+    alice, seed = b(doc["alice.public"]), b(doc["alice.seed"])
+    ext = b(doc["transfer.extrinsic"])
+    ext_root = single_item_trie_root((0).to_bytes(4, "big"), ext)
+    assert b(doc["header.extrinsics_root"]) == ext_root
+    header = [b(doc["genesis.hash"]), 1, blake(b"opus/spec-vectors/state"), ext_root,
+              1_700_000_000_000, 850_000_000, alice]
+    assert b(doc["header.encoding"]) == pack(header)
+    block_hash = blake(pack(header))
+    assert b(doc["header.hash"]) == block_hash
+    seal_message = b"opus/seal/v1" + block_hash
+    assert b(doc["header.seal_message"]) == seal_message
+    seal = sign(seed, seal_message)
+    assert b(doc["header.seal"]) == seal
+    verify(alice, seal_message, seal)
+    vote_message = b"opus/precommit/v1" + pack([1, 0, block_hash, 1])
+    assert b(doc["precommit.message"]) == vote_message
+    vote = sign(seed, vote_message)
+    assert b(doc["precommit.signature"]) == vote
+    justification = [1, 0, block_hash, 1, [[alice, vote]]]
+    assert b(doc["justification.encoding"]) == pack(justification)
+    assert b(doc["block.encoding"]) == pack([header, [ext], seal, justification])
+    block = decode_block(b(doc["block.encoding"]))
+    assert block.hash == block_hash
+
+
+def test_trie_root_and_proof(doc: dict[str, str]) -> None:
+    items = {b"alice": b"1", b"bob": b"2", b"charlie": b"3", b"dave": b"4", b"eve": b"5",
+             b"ferdie": b"6"}
+    root = b(doc["trie.root"])
+    assert b(doc["trie.empty_root"]) == blake(b"") == trie.EMPTY_ROOT
+    assert trie.compute_root(items) == root
+    # The trie module's docstring (the trie spec) states the same root.
+    assert root.hex() in (trie.__doc__ or "")
+    assert doc["trie.path.alice"] == blake(b"alice").hex()
+    proof = [b(doc[f"trie.proof.{i}"]) for i in range(len(
+        [label for label in doc if label.startswith("trie.proof.")]))]
+    assert trie.verify_proof(root, proof, [b"alice", b"zed"]) == {b"alice": b"1", b"zed": None}
+    # By hand (section 5.9): the root branch, then alice's leaf; zed's slot is empty.
+    assert blake(proof[0]) == root
+    kind, partial, children = msgpack.unpackb(proof[0])
+    assert kind == 1 and len(children) == 16
+    alice_path, zed_path = nibbles(blake(b"alice")), nibbles(blake(b"zed"))
+    depth = len(partial) + 1
+    assert children[alice_path[len(partial)]] == blake(proof[1])
+    assert children[zed_path[len(partial)]] is None
+    assert msgpack.unpackb(proof[1]) == [0, alice_path[depth:], b"alice", b"1"]
+    with pytest.raises(trie.InvalidProof):
+        trie.verify_proof(root, proof[:1], [b"alice"])
+
+
+def test_dev_genesis(doc: dict[str, str]) -> None:
+    count = len([label for label in doc if re.fullmatch(r"genesis\.state\.\d+\.key", label)])
+    state = {b(doc[f"genesis.state.{i}.key"]): b(doc[f"genesis.state.{i}.value"])
+             for i in range(count)}
+    state_root = b(doc["genesis.state_root"])
+    assert trie.compute_root(state) == state_root
+    header = pack([bytes(32), 0, state_root, blake(b""), 0, 0, bytes(32)])
+    assert b(doc["genesis.header"]) == header
+    assert b(doc["genesis.hash"]) == blake(header)
+    # Spot checks of the state against section 5.10.
+    for name in DEV_ACCOUNT_NAMES:
+        key = b"system:account:" + b(doc[f"{name}.public"])
+        assert state[key] == pack([0, GENESIS_BALANCE])
+    assert state[b"balances:total_issuance"] == pack(6 * GENESIS_BALANCE)
+    assert state[b"validators:authorities"] == pack([b(doc["alice.public"])])
+    assert state[b"validators:sudo"] == pack(b(doc["alice.public"]))
+    assert state[b"validators:slot_duration"] == pack(2000)
+    genesis = build_genesis(dev_spec())
+    assert genesis.state == state
+    assert genesis.hash == b(doc["genesis.hash"])
+
+
+def test_dev_block_1_imports(doc: dict[str, str]) -> None:
+    genesis = build_genesis(dev_spec())
+    nodes = trie.MemoryNodeStore()
+    nodes.put_nodes(trie.trie_update(nodes, trie.EMPTY_ROOT, genesis.state).new_nodes)
+    block = decode_block(b(doc["block1.block"]))
+    assert block.extrinsics == (b(doc["transfer.extrinsic"]),)
+    assert codec.encode(block.header) == b(doc["block1.header"])
+    assert block.hash == b(doc["block1.hash"]) == blake(b(doc["block1.header"]))
+    verify(b(doc["alice.public"]), b"opus/seal/v1" + block.hash, b(doc["block1.seal"]))
+    executed = execute_block(MemoryState(genesis.state), nodes, genesis.header, block,
+                             genesis.hash)
+    assert executed.trie.root == b(doc["block1.state_root"])
+    events = [codec.encode(record) for record in executed.events]
+    assert events == [b(doc[f"block1.event.{i}"]) for i in range(len(events))]
+    assert f"block1.event.{len(events)}" not in doc
+    # The fee went to Alice, the author: her balance only lost the amount sent.
+    key = b(doc["block1.alice_account.key"])
+    assert key == b"system:account:" + b(doc["alice.public"])
+    assert executed.changes[key] == b(doc["block1.alice_account.value"])
+    assert b(doc["block1.alice_account.value"]) == pack([1, GENESIS_BALANCE - 10**12])
