@@ -167,11 +167,11 @@ def _address(text: Any, where: str) -> bytes:
         raise ChainSpecError(f"chain spec: {where}: {e}") from None
 
 
-def _amount(value: Any, where: str) -> int:
-    if isinstance(value, str) and value.isdigit():
+def _amount(value: Any, where: str, bits: int = 128) -> int:
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 128:
-        raise ChainSpecError(f"chain spec: {where} must be a non-negative integer below 2^128")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << bits:
+        raise ChainSpecError(f"chain spec: {where} must be a non-negative integer below 2^{bits}")
     return value
 
 
@@ -198,8 +198,10 @@ def spec_from_json(data: Any) -> ChainSpec:
             state = {from_hex0x(k): from_hex0x(v) for k, v in top.items()}
         except ValueError as e:
             raise ChainSpecError(f"chain spec: genesis.raw.top: {e}") from None
+        if b"" in state.values():
+            raise ChainSpecError("chain spec: genesis.raw.top: a value is empty")
         return ChainSpec(**common, raw=state)  # type: ignore[arg-type]
-    slot = _amount(genesis.get("slotDurationMs", 2000), "genesis.slotDurationMs")
+    slot = _amount(genesis.get("slotDurationMs", 2000), "genesis.slotDurationMs", bits=32)
     if slot == 0:
         raise ChainSpecError("chain spec: genesis.slotDurationMs must be positive")
     balances = []
@@ -215,16 +217,24 @@ def spec_from_json(data: Any) -> ChainSpec:
     sudo_text = genesis.get("sudo")
     sudo = _address(sudo_text, "genesis.sudo") if sudo_text is not None else None
     works = []
-    for i, w in enumerate(genesis.get("works", [])):
+    work_list = genesis.get("works", [])
+    if not isinstance(work_list, list):
+        raise ChainSpecError("chain spec: genesis.works must be a list")
+    for i, w in enumerate(work_list):
         where = f"genesis.works[{i}]."
         try:
             content_hash = from_hex0x(_field(w, "contentHash", str, where), 32)
         except ValueError as e:
             raise ChainSpecError(f"chain spec: {where}contentHash: {e}") from None
         owner = _address(_field(w, "owner", str, where), where + "owner")
+        entries = w.get("creators", [[w["owner"], 10_000]])
+        if not isinstance(entries, list) or not all(
+            isinstance(c, list) and len(c) == 2 for c in entries
+        ):
+            raise ChainSpecError(f"chain spec: {where}creators must be a list of [address, bps]")
         creators = tuple(
-            (_address(c[0], where + "creators"), _amount(c[1], where + "creators"))
-            for c in w.get("creators", [[w["owner"], 10_000]])
+            (_address(c[0], where + "creators"), _amount(c[1], where + "creators", bits=16))
+            for c in entries
         )
         works.append(GenesisWork(owner, content_hash, _field(w, "kind", str, where),
                                  _field(w, "title", str, where), w.get("metadataUri", ""),

@@ -81,7 +81,8 @@ class TransactionExpired(InvalidTransaction):
 
 
 class BirthBlockUnknown(InvalidTransaction):
-    """The birth block is in the future or its hash is not the one signed (another fork)."""
+    """The birth block is not before the block being built (a birth hash from another
+    fork is not detectable here: it makes the signature invalid instead)."""
 
 
 class StaleNonce(InvalidTransaction):

@@ -75,6 +75,10 @@ class StorageValue(_Item, Generic[V]):
     def put(self, state: Overlay, value: V) -> None:
         state.set(self.key, self._encode(value))
 
+    def kill(self, state: Overlay) -> None:
+        """Remove the value from state (reads give the default again)."""
+        state.delete(self.key)
+
 
 class StorageMap(_Item, Generic[V]):
     """A typed map in state; keys are ints, bytes or tuples of them."""

@@ -57,7 +57,7 @@ Errors
   ``provenance.WorkNotFound``, ``provenance.NotOwner``, ``balances.InsufficientBalance``.
 Calls
   ``offer_terms(work_id, ...)``: work owner; weight 230,000 + 30,000 per possible parent
-  (690,000).
+  (710,000).
   ``retire_terms(terms_id)``: work owner; weight 220,000.
   ``acquire_license(terms_id)``: any signed account; weight 50,000 + a worst-case royalty
   distribution.

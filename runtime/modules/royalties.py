@@ -24,10 +24,11 @@ the payer (through ``balances.move``), so total issuance never changes. A
 payer who is also a creator is credited like anyone else (the move to
 themselves is a no-op, the credit is still recorded).
 
-Weight: a call's weight is fixed before dispatch and this executive has no
-refunds, so calls that distribute are charged for the worst case:
-``MAX_ANCESTORS + 1`` shares × ``MAX_CREATORS`` creators = 528 credits and 33
-work reads, 45,580,000 (under 5% of a block).
+Weight: a call's weight is fixed before dispatch, so calls that distribute
+are charged up front for the worst case: ``MAX_ANCESTORS + 1`` shares ×
+``MAX_CREATORS`` creators = 528 credits and 33 work reads, 45,580,000 (under
+5% of a block). ``distribute`` returns the weight it actually used and the
+executive refunds the difference.
 
 Totals saturate at 2**128 - 1 (cumulative revenue can in principle exceed the
 issuance, since the same tokens can be paid in many times).

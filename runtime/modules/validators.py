@@ -93,7 +93,7 @@ def initialize(env: Env) -> None:
     change = pending_change.get(env.state)
     if change is not None and env.block.number >= change.effective_at:
         authorities.put(env.state, change.authorities)
-        pending_change.put(env.state, None)
+        pending_change.kill(env.state)
         env.emit(AuthoritiesChanged(change.authorities))
 
 
