@@ -385,6 +385,8 @@ def codec_for(tp: Any) -> tuple[ToWire, FromWire]:
             result = _text_codec(spec.max_length)
         elif isinstance(spec, Tuple) and get_origin(base) is tuple:
             result = _tuple_codec(get_args(base)[0], spec.max_items)
+        elif isinstance(spec, type) and issubclass(spec, CustomCodec):
+            result = (spec.to_wire, spec.from_wire)  # Annotated[ValueType, ItsCodec]
         else:
             raise TypeError(f"unsupported annotation {tp!r}")
     elif origin in (typing.Union, types.UnionType):

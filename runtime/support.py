@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 from runtime import codec
 from runtime.codec import U32, Bytes32, CustomCodec, Struct
@@ -70,7 +70,7 @@ class StorageValue(_Item, Generic[V]):
 
     def get(self, state: StateReader) -> V:
         value = self._read(state, self.key)
-        return self.default if value is None else value  # type: ignore[no-any-return]
+        return self.default if value is None else value
 
     def put(self, state: Overlay, value: V) -> None:
         state.set(self.key, self._encode(value))
@@ -176,13 +176,13 @@ class EventRecord(Struct):
     """An event with the index of the extrinsic that emitted it (None: block initialization)."""
 
     extrinsic_index: U32 | None
-    event: AnyEvent
+    event: Annotated[Event, AnyEvent]
 
 
 def event_to_json(event: Event) -> dict[str, Any]:
     """An event as JSON for RPC and the CLI: bytes as 0x-hex, enums as their names."""
     out: dict[str, Any] = {"module": event.module, "name": type(event).__name__}
-    for f in dataclasses.fields(event):
+    for f in dataclasses.fields(event):  # type: ignore[arg-type]
         out[f.name] = json_value(getattr(event, f.name))
     return out
 

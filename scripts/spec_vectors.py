@@ -199,6 +199,8 @@ def render_type(tp: Any) -> str:
             return f"str<={spec.max_length}"
         if isinstance(spec, Tuple):
             return f"array<={spec.max_items} of {render_type(get_args(base)[0])}"
+        if spec is AnyEvent:
+            return "Event"
     if origin in (typing.Union, types.UnionType):
         (inner,) = [a for a in get_args(tp) if a is not type(None)]
         return f"{render_type(inner)}?"
