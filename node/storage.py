@@ -122,7 +122,7 @@ WRITE_BUFFER_SIZE = 16 * 1024 * 1024
 BLOCK_CACHE_SIZE = 64 * 1024 * 1024
 NODE_CACHE_BYTES = 96 * 1024 * 1024
 FLAT_CACHE_ENTRIES = 200_000  # best-state values kept in memory (hot accounts, counters)
-WARM_LEVELS = 4  # trie levels loaded into the node cache at open (16^3 = 4,096 branches)
+WARM_LEVELS = 5  # trie levels loaded into the node cache at open (up to 16^4 = 65,536 branches)
 BLOOM_FILTER_BITS = 10
 
 
