@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from libp2p.crypto.ed25519 import Ed25519PrivateKey
-from libp2p.crypto.keys import KeyPair
-from libp2p.peer.id import ID
+if TYPE_CHECKING:
+    from libp2p.crypto.keys import KeyPair
+
+# libp2p is imported inside the functions: importing it takes over a second,
+# which every `opus` command (creator commands included) would pay otherwise.
 
 NODE_KEY_FILE = Path("network") / "secret_ed25519"
 
@@ -23,6 +26,9 @@ class NodeKeyError(ValueError):
 
 
 def generate() -> KeyPair:
+    from libp2p.crypto.ed25519 import Ed25519PrivateKey
+    from libp2p.crypto.keys import KeyPair
+
     private = Ed25519PrivateKey.new()
     return KeyPair(private, private.get_public_key())
 
@@ -30,11 +36,16 @@ def generate() -> KeyPair:
 def from_secret(secret: bytes) -> KeyPair:
     if len(secret) != 32:
         raise NodeKeyError(f"a node key is 32 bytes, got {len(secret)}")
+    from libp2p.crypto.ed25519 import Ed25519PrivateKey
+    from libp2p.crypto.keys import KeyPair
+
     private = Ed25519PrivateKey.from_bytes(secret)
     return KeyPair(private, private.get_public_key())
 
 
 def peer_id(key: KeyPair) -> str:
+    from libp2p.peer.id import ID
+
     return ID.from_pubkey(key.public_key).to_base58()
 
 
