@@ -296,7 +296,7 @@ class Call(CustomCodec):
         spec = CALLS.get((value.module, value.function))
         if spec is None or type(value.args) is not spec.args:
             raise codec.EncodeError(f"unknown call or wrong args: {value.module}.{value.function}")
-        return [value.module, value.function, codec.to_wire(value.args)]
+        return [value.module, value.function, codec.codec_for(spec.args)[0](value.args)]
 
     @classmethod
     def from_wire(cls, wire: Any) -> Any:
@@ -306,7 +306,7 @@ class Call(CustomCodec):
         spec = CALLS.get((module, function)) if type(module) is type(function) is str else None
         if spec is None:
             raise codec.OutOfRange(f"unknown call {module!r}.{function!r}")
-        return Call(module, function, codec.from_wire(args, spec.args))
+        return Call(module, function, codec.codec_for(spec.args)[1](args))
 
 
 def make_call(args: Struct) -> Call:
