@@ -21,9 +21,10 @@ from typing import Any
 import trio
 
 from genesis import Genesis
+from node.finality import FinalityGadget
 from node.importer import SignatureWorkers, verify_and_execute
 from node.logs import short_hash
-from node.storage import ChainStore, ImportResult
+from node.storage import ChainStore, FinalityViolation, ImportResult
 from node.txpool import TransactionPool
 from runtime.block import (
     Block,
@@ -124,6 +125,12 @@ class Node:
         self.is_syncing: Callable[[], bool] = lambda: False
         self.metrics: Any = None  # node.metrics.Metrics when enabled
         self.signature_workers: SignatureWorkers | None = None  # started by run()
+        # The GRANDPA-style finality voter; a sole authority finalizes its own blocks instead.
+        # The network sets `finality.publish` and hands gossiped votes to `on_vote_message`.
+        self.finality: FinalityGadget | None = None
+        finalized_state = store.state_at(store.finalized_hash)
+        if config.authority is not None and len(validators.authorities.get(finalized_state)) > 1:
+            self.finality = FinalityGadget(self, config.authority)
 
     # ------------------------------------------------------------------ clock
 
@@ -242,6 +249,8 @@ class Node:
             self._notify_tx(tx_hash, "inBlock", block.hash)
         self._check_equivocation(header)
         self._finalize_if_sole_authority(header)
+        if self.finality is not None:
+            self.finality.on_block_imported(header)
 
     def _body(self, block_hash: bytes) -> tuple[bytes, ...]:
         block = self.store.block(block_hash)
@@ -285,13 +294,32 @@ class Node:
         except InvalidJustification as e:
             log.warning("Ignoring justification for #%d: %s", header.number, e)
             return False
-        if not self.store.is_ancestor(header.hash, self.best.hash):
+        if not self.store.is_ancestor(header.hash, self.best.hash) and not self._reorg_to(header):
             return False
         self.store.set_justification(header.hash, justification)
         self.store.set_finalized(header.hash)
         self.finalized_heads.publish(header)
+        if self.finality is not None:
+            self.finality.on_finalized(header)
         for raw in self._body(header.hash):
             self._notify_tx(blake2_256(raw), "finalized", header.hash)
+        return True
+
+    def _reorg_to(self, header: Header) -> bool:
+        """Make a justified block's chain the best chain: a longer fork without it can never
+        be final. Moves the pool as an import reorg does; False if it conflicts with finality."""
+        try:
+            reorg = self.store.set_best(header.hash)
+        except FinalityViolation:
+            return False
+        log.info("♻️ Reorg to the justified #%d (%s), %d blocks retracted", header.number,
+                 short_hash(header.hash), len(reorg.retracted))
+        retracted = [raw for h in reversed(reorg.retracted) for raw in self._body(h)]
+        enacted = [blake2_256(raw) for h in reorg.enacted for raw in self._body(h)]
+        self.pool.on_reorg(retracted, self.store.best_state(), self.next_block_info(),
+                           self.genesis.hash, enacted_hashes=enacted)
+        self._forward_pool_events()
+        self.new_heads.publish(header)
         return True
 
     # ------------------------------------------------------------------ authoring
@@ -376,6 +404,8 @@ class Node:
                 await nursery.start(serve_metrics, self)
             if self.config.authority is not None:
                 nursery.start_soon(self.author_loop)
+            if self.finality is not None:
+                await nursery.start(self.finality.run)
             nursery.start_soon(self.informant_loop)
             task_status.started()
 

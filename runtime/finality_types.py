@@ -114,6 +114,12 @@ def decode_vote_message(data: bytes) -> VoteMessage:
 
 
 @dataclass(frozen=True)
+class BlockId(Struct):
+    block_hash: Hash
+    block_number: U64
+
+
+@dataclass(frozen=True)
 class VoterRecord(Struct):
     """A validator's durable vote record: its authority set and its votes in its last round."""
 
@@ -124,8 +130,15 @@ class VoterRecord(Struct):
     set_start_number: U64
     round: U64  # the last round this validator voted in (0: none yet)
     votes: Annotated[tuple[SignedVote, ...], Tuple(2)]  # its votes in that round
+    #: The estimate of the round before, as seen when it was completable (lets a whole
+    #: network that restarted at once precommit again without the lost rounds' votes).
+    prev_estimate: BlockId | None = None
 
 
-__all__ = ["MAX_VOTES_PER_MESSAGE", "MAX_VOTE_MESSAGE_SIZE", "PREVOTE_DOMAIN", "Phase",
+# Build the codecs now: building one lazily is not thread-safe.
+for _type in (BlockId, SignedVote, VoteMessage, VoterRecord):
+    codec.codec_for(_type)
+
+__all__ = ["BlockId", "MAX_VOTES_PER_MESSAGE", "MAX_VOTE_MESSAGE_SIZE", "PREVOTE_DOMAIN", "Phase",
            "SignedVote", "VoteMessage", "VoterRecord", "decode_vote_message",
            "encode_vote_message", "prevote_message", "sign_vote", "vote_message"]
