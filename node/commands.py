@@ -465,6 +465,7 @@ def node_config(args: argparse.Namespace, genesis: Genesis, base: Path) -> Any:
         listen_addrs=tuple(args.listen_addr),
         bootnodes=bootnodes,
         node_key_file=Path(args.node_key_file) if args.node_key_file else None,
+        network=True,
     )
 
 

@@ -73,7 +73,7 @@ class NodeConfig:
     listen_addrs: tuple[str, ...] = ()
     bootnodes: tuple[str, ...] = ()
     node_key_file: Path | None = None
-    network: bool = True
+    network: bool = False  # the `opus` command turns it on; in-process tests mostly don't
     role: str = field(init=False, default="full")
 
     def __post_init__(self) -> None:
@@ -123,6 +123,9 @@ class Node:
         self.on_extrinsic_submitted: list[Callable[[bytes], Awaitable[None]]] = []
         self.peer_count: Callable[[], int] = lambda: 0
         self.is_syncing: Callable[[], bool] = lambda: False
+        self.peer_info: Callable[[], list[dict[str, Any]]] = list
+        self.local_peer_id: str | None = None
+        self.network: Any = None  # p2p.network.Network once node.network.run_network runs
         self.metrics: Any = None  # node.metrics.Metrics when enabled
         self.signature_workers: SignatureWorkers | None = None  # started by run()
         # The GRANDPA-style finality voter; a sole authority finalizes its own blocks instead.
@@ -402,6 +405,10 @@ class Node:
                 from node.metrics import serve_metrics
 
                 await nursery.start(serve_metrics, self)
+            if self.config.network:
+                from node.network import run_network
+
+                await nursery.start(run_network, self)
             if self.config.authority is not None:
                 nursery.start_soon(self.author_loop)
             if self.finality is not None:
