@@ -5,6 +5,7 @@
     opus build-spec --chain dev --raw > spec.json
     opus key generate | inspect | generate-node-key | inspect-node-key
     opus purge-chain | export-blocks | import-blocks | check-block
+    opus testnet --validators 4 [--base-dir D]   # a local testnet; `opus testnet status`
 
 Wrong arguments print the usage and exit 2; a user error (a bad chain spec, a
 database in use, a bad address …) prints one ``Error: …`` line and exits 1.
@@ -180,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_shared(p)
     p.add_argument("block", metavar="HASH|NUMBER")
 
+    from node.testnet import add_parser as add_testnet_parser
+
+    add_testnet_parser(sub)
     _add_creator_commands(sub)
     return parser
 

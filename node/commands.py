@@ -85,6 +85,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "export-blocks": export_blocks,
         "import-blocks": import_blocks,
         "check-block": check_block,
+        "testnet": testnet,
     }
     handler = commands.get(args.command)
     if handler is None:  # a creator command: it sets its own handler
@@ -425,6 +426,19 @@ def check_block(args: argparse.Namespace) -> int:
     print(f"{where} is OK: {len(block.extrinsics)} extrinsics, {len(executed.events)} events, "
           f"state root {hex0x(block.header.state_root)} ({ms:.0f} ms)")
     return 0
+
+
+# ---------------------------------------------------------------------------
+# testnet
+
+
+def testnet(args: argparse.Namespace) -> int:
+    from node import testnet as local_testnet
+
+    try:
+        return local_testnet.run(args)
+    except local_testnet.TestnetError as e:
+        raise UserError(str(e)) from None
 
 
 # ---------------------------------------------------------------------------

@@ -510,7 +510,11 @@ class FinalityGadget:
             if justification is not None and (self.last_commit is None
                                               or self.last_commit.block_hash != base[0]):
                 self.last_commit = justification
-                self._commit_to_send = justification
+                # Pass it on, but not while catching up: a syncing node finalizes block after
+                # block from the justifications it downloads, and one commit message for each
+                # flooded its peers (full outbound gossip queues, stalled sync streams).
+                if not self.node.is_syncing():
+                    self._commit_to_send = justification
             self._sync_set()
 
     def _ancestry(self, block_hash: bytes, number: int) -> tuple[bytes, ...] | None:

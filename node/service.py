@@ -129,10 +129,12 @@ class Node:
         self.metrics: Any = None  # node.metrics.Metrics when enabled
         self.signature_workers: SignatureWorkers | None = None  # started by run()
         # The GRANDPA-style finality voter; a sole authority finalizes its own blocks instead.
-        # The network sets `finality.publish` and hands gossiped votes to `on_vote_message`.
+        # A node without an authority key runs it as an observer: it counts the gossiped votes
+        # and commits, so it keeps finalizing after its initial sync (gossiped blocks carry no
+        # justification). The network sets `finality.publish` and hands it gossiped votes.
         self.finality: FinalityGadget | None = None
         finalized_state = store.state_at(store.finalized_hash)
-        if config.authority is not None and len(validators.authorities.get(finalized_state)) > 1:
+        if len(validators.authorities.get(finalized_state)) > 1:
             self.finality = FinalityGadget(self, config.authority)
 
     # ------------------------------------------------------------------ clock

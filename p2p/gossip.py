@@ -224,6 +224,11 @@ class Gossip:
         )
         self.pubsub = Pubsub(host, self.router, strict_signing=True, seen_ttl=cfg.seen_ttl,
                              cache_size=4096, validation_cache_size=4096)
+        # Message ids are from ‖ seqno. py-libp2p starts the seqno counter at the Unix time in
+        # *seconds* and adds one per publish, so a node that published faster than 1/s and
+        # restarts reuses seqnos its peers still hold as "seen" (seen_ttl): its blocks and votes
+        # were dropped as duplicates for seconds. Start from nanoseconds, as go-libp2p does.
+        self.pubsub.counter = max(self.pubsub.counter, time.time_ns())
         self.my_id = host.get_id()
         self._decoded: OrderedDict[bytes, Any] = OrderedDict()
         self.blocks_send, self.blocks = trio.open_memory_channel[GossipBlock](cfg.block_queue)

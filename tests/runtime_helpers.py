@@ -51,7 +51,7 @@ def account(index: int) -> bytes:
 
 @dataclass
 class Applied:
-    """One applied extrinsic: its outcome and its events (the call's events, FeePaid, the result last)."""
+    """One applied extrinsic: its outcome and its events (the call's, FeePaid, the result)."""
 
     outcome: executive.ApplyOutcome
     events: list[Event]

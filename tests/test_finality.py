@@ -682,7 +682,8 @@ def test_record_keys_are_what_the_brief_says(tmp_path: Path, genesis: Genesis) -
         assert node.finality.record_path == tmp_path / "n" / "finality" / "votes"
         observer = Node(NodeConfig(base_path=tmp_path / "n", authority=None, rpc_port=None,
                                    prometheus_port=None, network=False), genesis, store)
-        assert observer.finality is None
+        # A node without an authority key follows finality as an observer (never votes).
+        assert observer.finality is not None and not observer.finality.is_voter
 
 
 async def test_whole_network_restart_resumes_finality(genesis: Genesis, tmp_path: Path) -> None:
