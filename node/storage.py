@@ -124,6 +124,7 @@ NODE_CACHE_BYTES = 96 * 1024 * 1024
 FLAT_CACHE_ENTRIES = 200_000  # best-state values kept in memory (hot accounts, counters)
 WARM_LEVELS = 5  # trie levels loaded into the node cache at open (up to 16^4 = 65,536 branches)
 BLOOM_FILTER_BITS = 10
+MAX_OPEN_FILES = 256  # each open table keeps its index and filter blocks in memory
 
 
 # ---------------------------------------------------------------------------
@@ -465,6 +466,7 @@ class ChainStore:
                 bloom_filter_bits=BLOOM_FILTER_BITS,
                 # Keys and trie nodes are hashes: compression only costs CPU.
                 compression=None,
+                max_open_files=MAX_OPEN_FILES,
             )
         except plyvel.Error as e:
             message = _plyvel_message(e)
