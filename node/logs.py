@@ -32,6 +32,20 @@ def parse_log_spec(spec: str) -> dict[str, int]:
     return levels
 
 
+class OneLineForThirdParty(logging.Filter):
+    """Libraries' errors as one line: their tracebacks (py-libp2p logs some for
+    connections racing a shutdown) would read as a crash of the node."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and not record.name.startswith("opus"):
+            error = record.exc_info[1]
+            record.msg = f"{record.getMessage()} ({type(error).__name__}: {error})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def setup_logging(spec: str = "info") -> None:
     levels = parse_log_spec(spec)
     handler = logging.StreamHandler(sys.stderr)
@@ -40,6 +54,11 @@ def setup_logging(spec: str = "info") -> None:
     root.handlers[:] = [handler]
     root.propagate = False
     root.setLevel(levels.get("opus", logging.INFO))
+    # Everything else (libraries) goes through the root logger: same format, one line each.
+    third_party = logging.StreamHandler(sys.stderr)
+    third_party.setFormatter(logging.Formatter(LOG_FORMAT, DATE_FORMAT))
+    third_party.addFilter(OneLineForThirdParty())
+    logging.getLogger().handlers[:] = [third_party]
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
     # Third-party libraries stay quiet unless something is wrong.
