@@ -37,12 +37,15 @@ class OneLineForThirdParty(logging.Filter):
     connections racing a shutdown) would read as a crash of the node."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and not record.name.startswith("opus"):
+        if record.name.startswith("opus"):
+            return True
+        # Some py-libp2p warnings embed a formatted traceback in the message itself.
+        message = record.getMessage().split("\n", 1)[0]
+        if record.exc_info:
             error = record.exc_info[1]
-            record.msg = f"{record.getMessage()} ({type(error).__name__}: {error})"
-            record.args = None
-            record.exc_info = None
-            record.exc_text = None
+            message = f"{message} ({type(error).__name__}: {error})"
+        record.msg, record.args = message, None
+        record.exc_info = record.exc_text = None
         return True
 
 
@@ -55,15 +58,28 @@ def setup_logging(spec: str = "info") -> None:
     root.propagate = False
     root.setLevel(levels.get("opus", logging.INFO))
     # Everything else (libraries) goes through the root logger: same format, one line each.
-    third_party = logging.StreamHandler(sys.stderr)
-    third_party.setFormatter(logging.Formatter(LOG_FORMAT, DATE_FORMAT))
-    third_party.addFilter(OneLineForThirdParty())
-    logging.getLogger().handlers[:] = [third_party]
+    logging.getLogger().handlers[:] = [_third_party_handler()]
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
     # Third-party libraries stay quiet unless something is wrong.
     for noisy in ("libp2p", "hypercorn", "multiaddr", "async_service"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _third_party_handler() -> logging.Handler:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, DATE_FORMAT))
+    handler.addFilter(OneLineForThirdParty())
+    return handler
+
+
+def adopt_library_logger(name: str) -> None:
+    """Route a library's logger (py-libp2p configures its own, with no handler, on
+    import) through the one-line handler instead of Python's last-resort printer."""
+    library = logging.getLogger(name)
+    library.handlers[:] = [_third_party_handler()]
+    library.propagate = False
+    library.setLevel(logging.WARNING)
 
 
 def short_hash(block_hash: bytes) -> str:

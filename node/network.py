@@ -64,7 +64,10 @@ class NodeChain:
 
 async def run_network(node: Node, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Run the node's libp2p network until cancelled."""
+    from node.logs import adopt_library_logger
     from p2p.network import Network  # libp2p is slow to import: only when a network runs
+
+    adopt_library_logger("libp2p")
 
     config = node.config
     key = nodekey.load_or_create(config.base_path, config.node_key_file)
