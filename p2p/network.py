@@ -34,7 +34,6 @@ from libp2p.request_response import (
     ProtocolNotSupportedError,
     RequestContext,
     RequestDecodeError,
-    RequestResponse,
     RequestResponseConfig,
     RequestResponseError,
 )
@@ -68,7 +67,14 @@ from p2p.protocol import (
     decode_status,
     encode_status,
 )
-from p2p.sync import BENIGN_IMPORT_FAILURES, ChainSync, SyncConfig, SyncServer, failure_reason
+from p2p.sync import (
+    BENIGN_IMPORT_FAILURES,
+    ChainSync,
+    SyncConfig,
+    SyncRequestResponse,
+    SyncServer,
+    failure_reason,
+)
 from p2p.sync import short_hash as _short
 from runtime import codec
 from runtime.block import Block, Header, Justification
@@ -157,7 +163,7 @@ class Network:
                 self._bootnodes.append(info)
         self.peerset = PeerSet()
         self.reputation = Reputation(ban_threshold=cfg.ban_threshold, ban_seconds=cfg.ban_seconds)
-        self.rr = RequestResponse(self.host)
+        self.rr = SyncRequestResponse(self.host)
         self.gossip = Gossip(self.host, self.names, header=chain.header,
                              finalized_number=lambda: chain.finalized_header.number,
                              penalize=self.penalize, is_banned=self.reputation.is_banned,

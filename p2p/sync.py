@@ -25,6 +25,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import trio
+from libp2p.abc import INetStream
+from libp2p.io.exceptions import IncompleteReadError, MessageTooLarge
+from libp2p.io.msgio import VarIntLengthMsgReadWriter
 from libp2p.peer.id import ID
 from libp2p.request_response import (
     BytesCodec,
@@ -34,6 +37,7 @@ from libp2p.request_response import (
     RequestResponseConfig,
     RequestResponseError,
 )
+from libp2p.request_response.exceptions import MessageTooLargeError
 
 from p2p.peers import PeerSet, Penalty
 from p2p.protocol import (
@@ -86,6 +90,31 @@ class SyncConfig:
 def request_config(timeout: float) -> RequestResponseConfig:
     return RequestResponseConfig(timeout=timeout, max_request_size=MAX_SYNC_REQUEST_SIZE,
                                  max_response_size=MAX_SYNC_RESPONSE_WIRE + 1024)
+
+
+class SyncRequestResponse(RequestResponse):
+    """py-libp2p's request/response helper, reading a message until it is whole.
+
+    py-libp2p 0.8.1 reads a length-prefixed message with ``read_exactly``, which
+    gives up after 101 partial reads; Yamux hands out about 64 KiB per read, so
+    a response of more than about 6 MiB failed as "connection closed" although
+    the peer sent all of it. Same wire format: a varint length, then the bytes.
+    """
+
+    async def _read_message(self, stream: INetStream, max_msg_size: int) -> bytes:
+        try:
+            length = await VarIntLengthMsgReadWriter(stream, max_msg_size).next_msg_len()
+        except MessageTooLarge as error:
+            raise MessageTooLargeError(str(error)) from error
+        buffer = bytearray()
+        while len(buffer) < length:
+            chunk = await stream.read(length - len(buffer))
+            if not chunk:
+                raise IncompleteReadError(
+                    f"stream closed after {len(buffer)} of {length} bytes",
+                    expected_bytes=length, received_bytes=len(buffer))
+            buffer += chunk
+        return bytes(buffer)
 
 
 class SyncServer:
