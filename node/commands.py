@@ -367,10 +367,7 @@ def import_blocks(args: argparse.Namespace) -> int:
             except BlockError as e:
                 raise UserError(f"{where} is invalid: {type(e).__name__}: {e}") from None
             _verify_justification(store, block)
-            store.import_block(executed)
-            if block.justification is not None and store.is_canonical(block.hash) \
-                    and block.number > store.finalized_header.number:
-                store.set_finalized(block.hash)
+            store.import_block(executed, finalize=block.justification is not None)
             imported += 1
             if time.monotonic() - last_report > 5:
                 last_report = time.monotonic()

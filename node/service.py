@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +216,9 @@ class Node:
             raise ImportFailed("FutureBlock", f"#{header.number} is for a future slot")
         if header.number <= self.finalized.number:
             raise ImportFailed("BelowFinalized", f"#{header.number} conflicts with finality")
+        justification = block.justification
+        if justification is not None and not self._justification_valid(justification, header):
+            block, justification = replace(block, justification=None), None
         started = time.perf_counter()
         try:
             executed = await trio.to_thread.run_sync(
@@ -224,10 +227,14 @@ class Node:
             )
         except BlockError as e:
             raise ImportFailed(type(e).__name__, str(e)) from None
-        result = store.import_block(executed)
+        # A synced block's justification is stored, and finalizes it, in its import batch.
+        result = store.import_block(executed, finalize=justification is not None)
         self._after_import(block, result, time.perf_counter() - started, own=own)
-        if block.justification is not None:
-            self.apply_justification(block.justification)
+        if justification is not None:
+            if result.new_best:
+                self._on_finalized(header)
+            else:  # a longer fork is best: the justified block's chain wins
+                self.apply_justification(justification)
         return result
 
     def _after_import(self, block: Block, result: ImportResult, seconds: float, *,
@@ -236,8 +243,9 @@ class Node:
         self.imported_extrinsics += len(block.extrinsics)
         if self.metrics is not None:
             self.metrics.block_imported(len(block.extrinsics), seconds)
-        import_log.info("%s Imported #%d (%s)", "✨" if own else "🏆", header.number,
-                        short_hash(block.hash))
+        # While major-syncing the sync's progress line says it (Substrate's informant too).
+        import_log.log(logging.DEBUG if self.is_syncing() else logging.INFO, "%s Imported #%d (%s)",
+                       "✨" if own else "🏆", header.number, short_hash(block.hash))
         tx_hashes = [blake2_256(raw) for raw in block.extrinsics]
         if result.new_best:
             retracted = [raw for h in result.retracted for raw in self._body(h)]
@@ -295,22 +303,33 @@ class Node:
         header = self.store.header(justification.block_hash)
         if header is None or header.number <= self.finalized.number:
             return False
+        if not self._justification_valid(justification, header):
+            return False
+        if not self.store.is_ancestor(header.hash, self.best.hash) and not self._reorg_to(header):
+            return False
+        self.store.set_justification(header.hash, justification)
+        self.store.set_finalized(header.hash)
+        self._on_finalized(header)
+        return True
+
+    def _justification_valid(self, justification: Justification, header: Header) -> bool:
+        """Whether ``justification`` finalizes ``header`` (logged when it does not)."""
         parent_state = self.store.state_at(header.parent_hash)
         try:
             verify_justification(justification, header, validators.authorities.get(parent_state))
         except InvalidJustification as e:
             log.warning("Ignoring justification for #%d: %s", header.number, e)
             return False
-        if not self.store.is_ancestor(header.hash, self.best.hash) and not self._reorg_to(header):
-            return False
-        self.store.set_justification(header.hash, justification)
-        self.store.set_finalized(header.hash)
+        return True
+
+    def _on_finalized(self, header: Header) -> None:
+        """Tell the subscribers, the finality gadget and the transaction watchers."""
         self.finalized_heads.publish(header)
         if self.finality is not None:
             self.finality.on_finalized(header)
-        for raw in self._body(header.hash):
-            self._notify_tx(blake2_256(raw), "finalized", header.hash)
-        return True
+        if self.tx_watchers:  # reading the body back costs: only when someone watches
+            for raw in self._body(header.hash):
+                self._notify_tx(blake2_256(raw), "finalized", header.hash)
 
     def _reorg_to(self, header: Header) -> bool:
         """Make a justified block's chain the best chain: a longer fork without it can never

@@ -642,14 +642,16 @@ class ChainStore:
 
     # ------------------------------------------------------------------ import
 
-    def import_block(self, executed: ExecutedBlock) -> ImportResult:
+    def import_block(self, executed: ExecutedBlock, *, finalize: bool = False) -> ImportResult:
         """Store an executed block in one synced batch, moving the best chain if it wins.
 
         The block's parent must be stored (else :class:`UnknownParent`); an
         already stored block writes nothing. If the block extends the best
         chain, or its chain is now the longest and contains the finalized
         block, the flat state, canonical index, transaction index and best
-        pointer move to it in the same batch.
+        pointer move to it in the same batch. ``finalize``: the block carries a
+        justification the caller checked; if it becomes the best block it is
+        also recorded as finalized, in the same batch (one fsync per synced block).
         """
         block = executed.block
         header = block.header
@@ -685,11 +687,15 @@ class ChainStore:
             retracted, enacted, ancestor = self._tree_route(block_hash, header, pending)
             if ancestor.number >= self._finalized.number:
                 reorg = self._move_best(batch, retracted, enacted, pending)
+        if finalize and reorg is not None:
+            batch.put(META_FINALIZED, block_hash)
         self._write(batch)
         self._nodes.remember_branches(executed.trie.new_nodes)
         if reorg is None:
             return ImportResult(block_hash, new_best=False)
         self._best_hash, self._best = block_hash, header
+        if finalize:
+            self._finalized_hash, self._finalized = block_hash, header
         extends = not reorg.retracted and len(reorg.enacted) == 1
         self._flat_cache.follow(block_hash, executed.changes.items() if extends else None)
         return ImportResult(block_hash, new_best=True, retracted=reorg.retracted,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import ExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -708,3 +708,30 @@ async def test_whole_network_restart_resumes_finality(genesis: Genesis, tmp_path
             assert gadget.prev_estimate == (estimate.block_hash, estimate.block_number)
         await c.wait_final(5)
         c.assert_safe()
+
+
+async def test_synced_block_justification_is_checked_and_finalizes_on_import(
+        genesis: Genesis, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A block that arrives with its justification (sync) is final once imported; a forged
+    justification is dropped (logged) and the block imported without it."""
+    from runtime.block import sign_precommit
+
+    with ChainStore.open(tmp_path / "builder", genesis) as builder_store, \
+            ChainStore.open(tmp_path / "full", genesis) as store:
+        first, second = Builder(builder_store).chain(genesis.hash, [1, 2])
+        node = Node(NodeConfig(base_path=tmp_path / "full", name="full", rpc_port=None,
+                               prometheus_port=None, network=False), genesis, store)
+
+        def justified(block: Block, keys: Sequence[Any]) -> Block:
+            votes = tuple(sign_precommit(k, 1, 0, block.header) for k in keys)
+            return replace(block, justification=Justification(1, 0, block.hash, block.number,
+                                                              votes))
+
+        await node.import_block(justified(first, KEYS[:3]))
+        assert store.finalized_hash == first.hash == node.finalized.hash
+        assert store.justification(first.hash) == justified(first, KEYS[:3]).justification
+        # two precommits of four authorities are not enough (3 are needed)
+        await node.import_block(justified(second, KEYS[:2]))
+        assert store.best_hash == second.hash and store.finalized_hash == first.hash
+        assert store.justification(second.hash) is None
+        assert "Ignoring justification for #2: 2 precommits, 3 needed" in caplog.text

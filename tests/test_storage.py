@@ -468,6 +468,26 @@ def test_justification_is_stored_apart_and_attached(store: ChainStore) -> None:
         store.set_justification(b"\x03" * 32, justification)
 
 
+def test_a_justified_block_is_finalized_in_its_import_batch(tmp_path: Path,
+                                                            genesis: Genesis) -> None:
+    with ChainStore.open(tmp_path / "node", genesis) as store:
+        common = build_chain(store, 1, 1)[-1]
+        a1 = make_block(store, common, [("alice", recipient(1), 10**12)])
+        store.import_block(a1.executed)
+        a2 = make_block(store, a1.block.hash, [("alice", recipient(2), 10**12)])
+        store.import_block(a2.executed)
+        b1 = make_block(store, common, [("bob", recipient(3), 10**12)], slot=9)
+        # not the best block (a shorter fork): stored, but finality does not move
+        assert not store.import_block(b1.executed, finalize=True).new_best
+        assert store.finalized_hash == genesis.hash
+        a3 = make_block(store, a2.block.hash, [("alice", recipient(4), 10**12)])
+        assert store.import_block(a3.executed, finalize=True).new_best
+        assert store.finalized_hash == a3.block.hash and store.finalized_header.number == 4
+        assert_consistent(store)
+    with ChainStore.open(tmp_path / "node", genesis) as reopened:  # it was in the synced batch
+        assert reopened.finalized_hash == a3.block.hash
+
+
 # ---------------------------------------------------------------------------
 # Block files
 
