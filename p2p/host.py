@@ -11,7 +11,7 @@ to dial (boot nodes, with back-off) and whom to keep (handshake, bans).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import multiaddr
@@ -22,6 +22,7 @@ from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.network.config import ConnectionConfig
+from libp2p.network.exceptions import SwarmException
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
@@ -87,6 +88,26 @@ def build_host(key_pair: KeyPair, listen_addrs: Sequence[multiaddr.Multiaddr]) -
         enable_mDNS=False,
         enable_upnp=False,
     )
+
+
+def refuse_dials(host: IHost, refused: Callable[[str], bool]) -> None:
+    """Make ``host`` refuse to dial a peer while ``refused(peer_id)`` is true (a ban).
+
+    py-libp2p dials a peer whenever something opens a stream to it, and its
+    pubsub opens one to every peer that connects: a banned peer that connected
+    (and was disconnected on sight) was dialled straight back. The connection
+    gate filters by address only, so this wraps the swarm's one dialling entry
+    point, ``dial_peer`` (used by ``host.connect`` and ``new_stream``).
+    """
+    swarm = host.get_network()
+    dial = swarm.dial_peer
+
+    async def dial_unless_refused(peer_id: ID) -> list[INetConn]:
+        if refused(peer_id.to_base58()):
+            raise SwarmException(f"not dialling {peer_id}: the peer is banned")
+        return await dial(peer_id)
+
+    swarm.dial_peer = dial_unless_refused  # type: ignore[method-assign]
 
 
 @asynccontextmanager

@@ -46,6 +46,7 @@ from p2p.host import (
     has_connection,
     parse_listen_addr,
     parse_peer_addr,
+    refuse_dials,
     running_host,
 )
 from p2p.peers import (
@@ -163,6 +164,7 @@ class Network:
                 self._bootnodes.append(info)
         self.peerset = PeerSet()
         self.reputation = Reputation(ban_threshold=cfg.ban_threshold, ban_seconds=cfg.ban_seconds)
+        refuse_dials(self.host, self.reputation.is_banned)
         self.rr = SyncRequestResponse(self.host)
         self.gossip = Gossip(self.host, self.names, header=chain.header,
                              finalized_number=lambda: chain.finalized_header.number,

@@ -16,6 +16,7 @@ from dataclasses import replace
 
 import pytest
 import trio
+from libp2p.network.exceptions import SwarmException
 
 from genesis import Genesis, build_genesis, local_spec
 from p2p import GossipConfig, Network, NetworkConfig, Penalty, SyncConfig
@@ -476,6 +477,8 @@ async def test_bad_peer_is_penalized_banned_and_the_good_peers_carry_on() -> Non
             await wait_for(lambda: a.reputation.is_banned(bad.peer_id))
             await wait_for(lambda: not has_connection(a.host, bad.host.get_id()), 10)
             assert a.peerset.get(bad.peer_id) is None
+            with pytest.raises(SwarmException, match="banned"):  # a never dials it back
+                await a.host.get_network().dial_peer(bad.host.get_id())
             assert good_a.best_header.number == 5  # nothing bad was imported
             assert not b.reputation.is_banned(bad.peer_id)  # b never saw the garbage
             # the good peers carry on
