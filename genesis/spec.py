@@ -22,6 +22,7 @@ the exact genesis state, so every node computes the same genesis hash from it.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,10 +162,16 @@ def _field(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any
 
 
 def _address(text: Any, where: str) -> bytes:
+    decode = _decode_address if isinstance(text, str) else decode_address  # (hashable)
     try:
-        return decode_address(text)
+        return decode(text)
     except InvalidAddress as e:
         raise ChainSpecError(f"chain spec: {where}: {e}") from None
+
+
+# A spec with many works names the same few accounts again and again (owners, splits),
+# and a bech32m checksum in Python costs about 200 µs.
+_decode_address = functools.lru_cache(maxsize=4096)(decode_address)
 
 
 def _amount(value: Any, where: str, bits: int = 128) -> int:
