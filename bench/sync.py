@@ -210,7 +210,7 @@ def sync_run(label: str, spec_file: Path, block_file: Path, target: int,
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--empty-blocks", type=int, default=2000)
+    parser.add_argument("--empty-blocks", type=int, default=3000)
     parser.add_argument("--preload-works", type=int, default=100_000)
     parser.add_argument("--accounts", type=int, default=256)
     parser.add_argument("--blocks", type=int, default=40,
