@@ -35,7 +35,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -50,6 +49,7 @@ from typing import Any
 import pytest
 import trio
 from libp2p.peer.id import ID
+from processes import free_port, rpc_call
 from test_p2p import FakeChain, chain_spec, fast_config
 
 from genesis.builder import build_genesis
@@ -78,24 +78,6 @@ BOB = dev_keypair("bob")
 AUTHORITIES = (ALICE.public, BOB.public)  # local_spec(2): slot owner = AUTHORITIES[slot % 2]
 
 PENALTY = re.compile(r"Peer (\S+) penalized \((\w+)(.*)\): reputation (-?\d+)\s*$", re.M)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def rpc_call(port: int, method: str, params: list[Any] | None = None,
-             timeout: float = 5.0) -> Any:
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method,
-                       "params": params or []}).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/", data=body,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        answer = json.loads(response.read())
-    assert "error" not in answer, (method, answer)
-    return answer["result"]
 
 
 class Validator:

@@ -15,7 +15,6 @@ import io
 import json
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from typing import Any
 
 import pytest
 import trio
+from processes import free_port
 
 from genesis import build_genesis, dev_spec
 from node import cli, commands
@@ -39,12 +39,6 @@ SLOT_MS = 400
 ALICE, BOB, CHARLIE, DAVE = (dev_keypair(n) for n in ("alice", "bob", "charlie", "dave"))
 ONE = 10**12
 RPC_FLAG = "--rpc"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import free_port
 
 from genesis import build_genesis, dev_spec
 from node.storage import ChainStore
@@ -28,12 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 30
 BLOCK_TIMEOUT_S = 40
 EXIT_TIMEOUT_S = 20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class NodeProcess:

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import trio
+from processes import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 from genesis import build_genesis, dev_spec
@@ -25,12 +26,6 @@ from runtime.support import make_call
 ALICE = dev_keypair("alice")
 BOB = dev_keypair("bob")
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def http_get(port: int, request: bytes) -> tuple[str, bytes]:

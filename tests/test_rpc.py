@@ -13,7 +13,6 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from typing import Any
 
 import pytest
 import trio
+from processes import free_port
 from trio_websocket import HandshakeError, WebSocketConnection, open_websocket_url
 
 from genesis import build_genesis, dev_spec
@@ -65,12 +65,6 @@ UNSAFE_METHODS = {"author_insertKey", "author_rotateKeys", "author_hasKey"}
 
 # ---------------------------------------------------------------------------
 # Helpers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @asynccontextmanager

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import free_port, rpc_call
 
 from runtime import codec, executive
 from runtime.codec import hex0x
@@ -48,26 +48,8 @@ EXIT_TIMEOUT_S = 25
 ONE = 10**12
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def measure(text: str) -> None:
     print(f"[measure] {text}", flush=True)
-
-
-def rpc_call(port: int, method: str, params: list[Any] | None = None,
-             timeout: float = 5.0) -> Any:
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method,
-                       "params": params or []}).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/", data=body,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        answer = json.loads(response.read())
-    assert "error" not in answer, (method, answer)
-    return answer["result"]
 
 
 def pid_running(pid: int) -> bool:
