@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Reinstalled only when pyproject.toml changes (or the venv is new).
 STAMP := $(VENV)/.opus-installed
 
-.PHONY: dev test bench lint install
+.PHONY: dev test bench bench-sync lint install
 
 dev: install
 	$(BIN)/opus --dev
@@ -16,6 +16,9 @@ test: install
 
 bench: install
 	$(BIN)/python -m bench.import_blocks
+
+bench-sync: install
+	$(BIN)/python -m bench.sync
 
 lint: install
 	$(BIN)/ruff check .
