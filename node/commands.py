@@ -532,6 +532,9 @@ def _run(config: Any, genesis: Genesis) -> int:
             log.warning("JSON-RPC server not available in this build; running without RPC")
             config.rpc_port = None
         node = Node(config, genesis, store)
+        from node.importer import settle_for_import
+
+        settle_for_import()  # after start-up: what is alive now lives as long as the node
         if config.prometheus_port is not None:
             from node.metrics import Metrics
 

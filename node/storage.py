@@ -34,10 +34,18 @@ Keys
     ``u`` + block hash          the block's undo log: the value every key in the
                                 diff had at the parent, recorded when the block
                                 was applied to the flat state
+    ``i`` + index key           a node-side index entry at the best block (works
+                                by owner, licenses by holder, credit history,
+                                earnings totals …, see :mod:`node.indexes`),
+                                derived from the best chain's events
+    ``v`` + block hash          the index undo log: the value every index key the
+                                block's events wrote had at the parent
     ==========================  ==================================================
 
     A diff and an undo log are msgpack arrays of ``[key, value]`` pairs, where
-    a nil value means "absent". Both are node-local formats, not consensus.
+    a nil value means "absent". All of them are node-local formats, not consensus.
+    The index moves with the flat state: the same batch that applies a block's
+    diff applies the index writes of its events, and a reorg undoes them.
 
 Atomicity
     Importing a block is one synced LevelDB write batch holding the block and,
@@ -66,12 +74,13 @@ import msgpack
 import plyvel
 
 from genesis.builder import Genesis
+from node.indexes import genesis_index, index_changes
 from runtime import codec
 from runtime.block import Block, Header, Justification
 from runtime.crypto import blake2_256
 from runtime.execution import ExecutedBlock
 from runtime.state import StateReader
-from runtime.support import EventRecord
+from runtime.support import EventRecord, encode_event_records
 from runtime.trie import EMPTY_ROOT, MissingNode, NodeStore, trie_get, trie_update
 from runtime.trie import prove as trie_prove
 
@@ -93,7 +102,7 @@ __all__ = [
     "db_path",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: listing indexes and earnings totals moved out of state into ``i``
 DB_DIRNAME = "db"
 
 META = b"m"
@@ -107,6 +116,8 @@ TRIE = b"t"
 STATE = b"s"
 DIFF = b"d"
 UNDO = b"u"
+INDEX = b"i"
+INDEX_UNDO = b"v"
 
 META_BEST = META + b"best"
 META_FINALIZED = META + b"finalized"
@@ -299,6 +310,29 @@ class FlatState:
             return value  # type: ignore[no-any-return]
         return self._get(STATE + key)  # type: ignore[no-any-return]
 
+    def in_memory(self) -> _CachedValues:
+        """A reader of this state's values that are in memory, None for the rest (no disk).
+
+        The trie update takes it as a hint of the old values (``trie_update``'s
+        ``old_values``): the keys a block writes were mostly read by it, so their
+        old values are cached, and a key that is not is most likely new.
+        """
+        return _CachedValues(self._cache, self._block_hash)
+
+
+class _CachedValues:
+    __slots__ = ("_cache", "_block_hash")
+
+    def __init__(self, cache: FlatCache, block_hash: bytes) -> None:
+        self._cache = cache
+        self._block_hash = block_hash
+
+    def get(self, key: bytes) -> bytes | None:
+        cache = self._cache
+        if cache.block_hash != self._block_hash:
+            return None
+        return cache.values.get(key)
+
 
 class TrieState:
     """The state of any stored block, read through its state trie (about log16(N) gets a key)."""
@@ -314,9 +348,12 @@ class TrieState:
 
 
 class CachedNodeStore:
-    """The trie nodes in LevelDB, behind a small LRU cache bounded in bytes.
+    """The trie nodes in LevelDB, behind a small LRU cache of branches bounded in bytes.
 
     Nodes are content-addressed and never change, so the cache is never stale.
+    Only branches are cached: every update walks down through them, while a
+    leaf read from disk (the neighbour an inserted key splits from) is rarely
+    needed again and would only push branches out of the cache.
     Safe to use from a worker thread while the main thread reads too.
     """
 
@@ -362,6 +399,10 @@ class CachedNodeStore:
                 _, old = cache.popitem(last=False)
                 self._bytes -= len(old)
 
+    def cached_node(self, node_hash: bytes) -> bytes | None:
+        """The node if it is in the cache (no disk read), else None."""
+        return self._cache.get(node_hash)
+
     def get_node(self, node_hash: bytes) -> bytes | None:
         cache = self._cache
         data = cache.get(node_hash)
@@ -372,7 +413,8 @@ class CachedNodeStore:
                 pass
             return data
         data = self._db_get(TRIE + node_hash)
-        if data is not None and self._max_bytes > 0:
+        # A branch's encoding starts with a 3-item array header and the kind 1.
+        if data is not None and self._max_bytes > 0 and data[1] == 1:
             with self._lock:
                 if node_hash not in cache:
                     cache[node_hash] = data
@@ -420,6 +462,7 @@ class _Pending:
     header: Header
     changes: dict[bytes, bytes | None]
     extrinsics: tuple[bytes, ...]
+    events: tuple[EventRecord, ...]
 
 
 # ---------------------------------------------------------------------------
@@ -627,15 +670,31 @@ class ChainStore:
 
         With ``start_after`` (for paging), only keys strictly after it.
         """
-        end = _prefix_end(STATE + prefix)
-        start = STATE + prefix
+        return self._iter_prefix(STATE, prefix, start_after)
+
+    def _iter_prefix(self, kind: bytes, prefix: bytes, start_after: bytes | None,
+                     ) -> Iterator[tuple[bytes, bytes]]:
+        end = _prefix_end(kind + prefix)
+        start = kind + prefix
         include_start = True
-        if start_after is not None and STATE + start_after >= start:
-            start = STATE + start_after
+        if start_after is not None and kind + start_after >= start:
+            start = kind + start_after
             include_start = False
-        offset = len(STATE)
+        offset = len(kind)
         for key, value in self._db.iterator(start=start, stop=end, include_start=include_start):
             yield key[offset:], value
+
+    def index_get(self, key: bytes) -> bytes | None:
+        """The value of a node-side index entry at the best block (see :mod:`node.indexes`)."""
+        return self._db.get(INDEX + key)  # type: ignore[no-any-return]
+
+    def iter_index_prefix(self, prefix: bytes, start_after: bytes | None = None,
+                          ) -> Iterator[tuple[bytes, bytes]]:
+        """The best block's index entries whose key starts with ``prefix``, in key order.
+
+        With ``start_after`` (for paging), only keys strictly after it.
+        """
+        return self._iter_prefix(INDEX, prefix, start_after)
 
     def prove(self, keys: Iterable[bytes], block_hash: bytes) -> list[bytes]:
         """A read proof of ``keys`` (values or absence) against the block's state root."""
@@ -676,13 +735,14 @@ class ChainStore:
         batch.put(BODY + block_hash, codec.encode(body))
         if block.justification is not None:
             batch.put(JUSTIFICATION + block_hash, codec.encode(block.justification))
-        batch.put(EVENTS + block_hash, codec.encode(executed.events, EventRecords))
+        batch.put(EVENTS + block_hash, encode_event_records(executed.events))
         put = batch.put
         for node_hash, encoding in executed.trie.new_nodes.items():
             put(TRIE + node_hash, encoding)
         batch.put(DIFF + block_hash, _pack_pairs(executed.changes.items()))
 
-        pending = _Pending(block_hash, header, executed.changes, block.extrinsics)
+        pending = _Pending(block_hash, header, executed.changes, block.extrinsics,
+                           executed.events)
         reorg: Reorg | None = None
         best = self._best
         if header.parent_hash == self._best_hash:
@@ -817,12 +877,20 @@ class ChainStore:
         """Add to ``batch`` the move of the best chain: flat state, indexes, best pointer."""
         get = self._db.get
         flat: dict[bytes, bytes | None] = {}
+        indexed: dict[bytes, bytes | None] = {}  # the index entries as the batch leaves them
+
+        def index_get(key: bytes) -> bytes | None:
+            return indexed[key] if key in indexed else get(INDEX + key)
+
         for block_hash, _ in retracted:
             undo = get(UNDO + block_hash)
-            if undo is None:
+            index_undo = get(INDEX_UNDO + block_hash)
+            if undo is None or index_undo is None:
                 raise DatabaseError(f"the undo log of 0x{block_hash.hex()} is missing (corrupt?)")
             for key, old in _unpack_pairs(undo):
                 flat[key] = old
+            for key, old in _unpack_pairs(index_undo):
+                indexed[key] = old
             for raw in self._extrinsics(block_hash):
                 batch.delete(TX + blake2_256(raw))
         old_number = self._best.number
@@ -833,12 +901,20 @@ class ChainStore:
             if pending is not None and block_hash == pending.hash:
                 changes: Iterable[tuple[bytes, bytes | None]] = pending.changes.items()
                 extrinsics = pending.extrinsics
+                events = pending.events
             else:
                 diff = get(DIFF + block_hash)
-                if diff is None:
+                stored_events = self.events(block_hash)
+                if diff is None or stored_events is None:
                     raise DatabaseError(f"the diff of 0x{block_hash.hex()} is missing (corrupt?)")
                 changes = _unpack_pairs(diff)
                 extrinsics = self._extrinsics(block_hash)
+                events = stored_events
+            index_before: dict[bytes, bytes | None] = {}
+            index_writes = index_changes(index_get, header.number, events, index_before)
+            batch.put(INDEX_UNDO + block_hash,
+                      _pack_pairs([(key, index_before[key]) for key in index_writes]))
+            indexed.update(index_writes)
             undo_pairs = []
             cached = self._flat_cache.values if not retracted else {}
             for key, value in changes:
@@ -861,6 +937,11 @@ class ChainStore:
                 delete(STATE + key)
             else:
                 put(STATE + key, value)
+        for key, value in indexed.items():
+            if value is None:
+                delete(INDEX + key)
+            else:
+                put(INDEX + key, value)
         new_best = enacted[-1][0] if enacted else retracted[-1][1].parent_hash
         batch.put(META_BEST, new_best)
         return Reorg(tuple(h for h, _ in retracted), tuple(h for h, _ in enacted))
@@ -922,6 +1003,8 @@ def _initialize(db: Any, base: Path, genesis: Genesis) -> None:
         batch.put(TRIE + node_hash, encoding)
     for key, value in genesis.state.items():
         batch.put(STATE + key, value)
+    for key, value in genesis_index(genesis.state).items():
+        batch.put(INDEX + key, value)
     batch.put(_number_key(0), genesis_hash)
     batch.put(META_BEST, genesis_hash)
     batch.put(META_FINALIZED, genesis_hash)

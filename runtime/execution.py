@@ -161,8 +161,14 @@ def signature_checks(
     return tuple(checks)
 
 
-def check_block(state: StateReader, parent: Header, block: Block) -> None:
-    """Everything about a block that can be checked without executing it."""
+def check_block(state: StateReader, parent: Header, block: Block, *,
+                extrinsics_root_checked: bool = False) -> None:
+    """Everything about a block that can be checked without executing it.
+
+    ``extrinsics_root_checked`` lets a caller that compares the extrinsics root
+    itself (e.g. computed on another core, see :func:`require_extrinsics_root`)
+    skip it here.
+    """
     header = block.header
     validate_header(state, parent, header)
     if not seal_valid(header, block.seal):
@@ -170,8 +176,14 @@ def check_block(state: StateReader, parent: Header, block: Block) -> None:
     length = sum(len(raw) for raw in block.extrinsics)
     if length > MAX_BLOCK_LENGTH:
         raise BlockTooLong(f"{length} bytes of extrinsics exceeds {MAX_BLOCK_LENGTH}")
-    if extrinsics_root(block.extrinsics) != header.extrinsics_root:
-        raise BadExtrinsicsRoot(f"extrinsics root mismatch in #{header.number}")
+    if not extrinsics_root_checked:
+        require_extrinsics_root(block, extrinsics_root(block.extrinsics))
+
+
+def require_extrinsics_root(block: Block, root: bytes) -> None:
+    """Raise BadExtrinsicsRoot unless ``root`` (of the body) is the header's extrinsics root."""
+    if root != block.header.extrinsics_root:
+        raise BadExtrinsicsRoot(f"extrinsics root mismatch in #{block.header.number}")
 
 
 @dataclass(frozen=True)
@@ -208,10 +220,27 @@ def apply_body(
     return AppliedBody(overlay.changes, tuple(env.events), weight)
 
 
+def memory_hint(state: StateReader | None) -> StateReader | None:
+    """The reader of ``state``'s values already in memory, if it offers one.
+
+    A reader may offer ``in_memory()``: a reader that answers from memory only
+    (None for anything it would have to read from disk). ``trie_update`` takes it
+    as a hint of the old values; a reader that would walk the trie or read from
+    disk for each key would cost more than it saves, so others give no hint.
+    """
+    in_memory = getattr(state, "in_memory", None)
+    return in_memory() if in_memory is not None else None
+
+
 def commit_state_root(nodes: NodeStore, parent: Header, block: Block,
-                      body: AppliedBody) -> ExecutedBlock:
-    """Update the state trie once with the block's write set and check the header's root."""
-    update = trie_update(nodes, parent.state_root, body.changes)
+                      body: AppliedBody, state: StateReader | None = None) -> ExecutedBlock:
+    """Update the state trie once with the block's write set and check the header's root.
+
+    ``state`` (the parent's state, optional): if it can tell which of its values
+    are in memory (see :func:`memory_hint`), the trie uses them to recognise
+    changed leaves without reading them (see ``trie_update``).
+    """
+    update = trie_update(nodes, parent.state_root, body.changes, memory_hint(state))
     if update.root != block.header.state_root:
         raise BadStateRoot(f"state root mismatch in #{block.header.number}")
     return ExecutedBlock(block, body.changes, update, body.events, body.weight)
@@ -237,7 +266,7 @@ def execute_block(
     extrinsics = decode_body(block) if decoded is None else decoded
     body = apply_body(state, block, extrinsics, genesis_hash,
                       signatures_checked=signatures_checked)
-    return commit_state_root(nodes, parent, block, body)
+    return commit_state_root(nodes, parent, block, body, state)
 
 
 @dataclass(frozen=True)
@@ -301,7 +330,7 @@ def build_block(
         length += len(raw)
 
     finalize_block(env)
-    update = trie_update(nodes, parent.state_root, overlay.changes)
+    update = trie_update(nodes, parent.state_root, overlay.changes, memory_hint(state))
     header = Header(
         parent_hash=parent.hash,
         number=parent.number + 1,

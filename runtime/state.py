@@ -57,10 +57,15 @@ class Overlay:
         self.changes: dict[bytes, bytes | None] = {}
 
     def get(self, key: bytes) -> bytes | None:
-        changes = self.changes
-        if key in changes:
-            return changes[key]
-        return self.parent.get(key)
+        overlay = self
+        while True:  # down the stack of overlays without a call per level
+            changes = overlay.changes
+            if key in changes:
+                return changes[key]
+            parent = overlay.parent
+            if type(parent) is not Overlay:
+                return parent.get(key)
+            overlay = parent
 
     def set(self, key: bytes, value: bytes) -> None:
         self.changes[key] = value

@@ -15,7 +15,10 @@ are. Values are canonical msgpack of the item's declared type.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import enum
+import types
+import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
@@ -81,25 +84,64 @@ class StorageValue(_Item, Generic[V]):
 
 
 class StorageMap(_Item, Generic[V]):
-    """A typed map in state; keys are ints, bytes or tuples of them."""
+    """A typed map in state; keys are ints, bytes or tuples of them.
 
-    def __init__(self, module: str, name: str, value_tp: Any) -> None:
+    ``decoded_cache`` (for records read again and again: accounts, works): keep
+    the values of up to that many recently read or written encodings. Values are
+    immutable and decoding is a pure function of the bytes, so the cache is keyed
+    by the bytes themselves and can never be stale.
+    """
+
+    def __init__(self, module: str, name: str, value_tp: Any, decoded_cache: int = 0) -> None:
         super().__init__(value_tp)
         self.prefix = f"{module}:{name}:".encode()
+        self._decoded: dict[bytes, Any] | None = {} if decoded_cache > 0 else None
+        self._decoded_max = decoded_cache
 
     def key(self, key: Any) -> bytes:
-        if type(key) is bytes:
-            return self.prefix + key
+        kind = type(key)
+        if kind is bytes:
+            plain: bytes = self.prefix + key
+            return plain
+        if kind is int:
+            numbered: bytes = self.prefix + key.to_bytes(8, "big")
+            return numbered
+        if kind is tuple and len(key) == 2:  # the common compound key, without a generator
+            first, second = key
+            if type(first) is bytes and type(second) is int:
+                owned: bytes = self.prefix + first + second.to_bytes(8, "big")
+                return owned
+            if type(first) is int and type(second) is bytes:
+                by_id: bytes = self.prefix + first.to_bytes(8, "big") + second
+                return by_id
         return self.prefix + map_key_bytes(key)
 
     def get(self, state: StateReader, key: Any) -> V | None:
-        return self._read(state, self.key(key))  # type: ignore[no-any-return]
+        raw = state.get(self.key(key))
+        if raw is None:
+            return None
+        decoded = self._decoded
+        if decoded is None:
+            return self._from_wire(codec.unpack_trusted(raw))  # type: ignore[no-any-return]
+        value = decoded.get(raw)
+        if value is None:
+            value = self._from_wire(codec.unpack_trusted(raw))
+            if len(decoded) >= self._decoded_max:
+                decoded.clear()
+            decoded[raw] = value
+        return value  # type: ignore[no-any-return]
 
     def contains(self, state: StateReader, key: Any) -> bool:
         return state.get(self.key(key)) is not None
 
     def put(self, state: Overlay, key: Any, value: V) -> None:
-        state.set(self.key(key), self._encode(value))
+        raw = self._encode(value)
+        decoded = self._decoded
+        if decoded is not None:  # the next read of this value needs no decoding
+            if len(decoded) >= self._decoded_max:
+                decoded.clear()
+            decoded[raw] = value
+        state.set(self.key(key), raw)
 
     def remove(self, state: Overlay, key: Any) -> None:
         state.delete(self.key(key))
@@ -177,6 +219,67 @@ class EventRecord(Struct):
 
     extrinsic_index: U32 | None
     event: Annotated[Event, AnyEvent]
+
+
+# Per event class: generated code giving its wire form from trusted field values.
+_TRUSTED_WIRE: dict[type, Callable[[Any], Any]] = {}
+
+
+def _field_form(tp: Any) -> str:
+    """How an event field goes on the wire: "raw" (msgpack packs the value itself
+    exactly as its codec's wire form), "u128" (an int, a 16-byte bin from 2**64) or
+    "codec" (through the field's codec)."""
+    if typing.get_origin(tp) is Annotated:
+        base, spec = typing.get_args(tp)[0], typing.get_args(tp)[1]
+        if isinstance(spec, codec.UInt):
+            return "raw" if spec.bits <= 64 else "u128"
+        if isinstance(spec, (codec.Fixed, codec.Blob, codec.Text)) and base in (bytes, str):
+            return "raw"
+        return "codec"
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        return "raw" if len(inner) == 1 and _field_form(inner[0]) == "raw" else "codec"
+    if tp is bool or (isinstance(tp, type) and issubclass(tp, enum.StrEnum)):
+        return "raw"  # a StrEnum packs as its str value
+    return "codec"
+
+
+def _trusted_event_wire(event_type: type[Event]) -> Callable[[Any], Any]:
+    hints = typing.get_type_hints(event_type, include_extras=True)
+    env: dict[str, Any] = {"M": event_type.module, "N": event_type.__name__, "L": 1 << 64}
+    items = []
+    for i, f in enumerate(dataclasses.fields(event_type)):  # type: ignore[arg-type]
+        form = _field_form(hints[f.name])
+        if form == "raw":
+            items.append(f"d[{f.name!r}]")
+        elif form == "u128":
+            items.append(f"(x if (x := d[{f.name!r}]) < L else x.to_bytes(16, 'big'))")
+        else:
+            env[f"C{i}"] = codec.codec_for(hints[f.name])[0]
+            items.append(f"C{i}(d[{f.name!r}])")
+    source = f"def wire(e):\n    d = e.__dict__\n    return [M, N, [{', '.join(items)}]]"
+    exec(source, env)  # noqa: S102 - generated from type hints only
+    return env["wire"]  # type: ignore[no-any-return]
+
+
+def encode_event_records(records: Sequence[EventRecord]) -> bytes:
+    """The canonical encoding of a tuple of EventRecord, for events the runtime emitted.
+
+    The same bytes as ``codec.encode`` with the tuple type, without re-checking
+    every field (the runtime built the events from checked values): a node
+    encodes every imported block's events.
+    """
+    wires = _TRUSTED_WIRE
+    out = []
+    for record in records:
+        event = record.event
+        wire = wires.get(type(event))
+        if wire is None:
+            if not isinstance(event, Event) or not event.module:
+                raise codec.EncodeError(f"not an event: {event!r}")
+            wire = wires[type(event)] = _trusted_event_wire(type(event))
+        out.append([record.extrinsic_index, wire(event)])
+    return codec.pack(out)
 
 
 def event_to_json(event: Event) -> dict[str, Any]:

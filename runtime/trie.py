@@ -250,9 +250,21 @@ def _check_partial(partial: object) -> None:
 
 
 class NodeStore(Protocol):
-    """Where trie nodes live, by hash. The store keeps every version of every node."""
+    """Where trie nodes live, by hash. The store keeps every version of every node.
+
+    A store may also offer ``cached_node(node_hash)``: the node if it is at hand
+    without a read from disk, else None. ``trie_update`` then tries to recognise a
+    leaf it would otherwise read from disk by hashing what it must hold (see
+    ``trie_update``'s ``old_values``).
+    """
 
     def get_node(self, node_hash: bytes) -> bytes | None: ...
+
+
+class StateReaderLike(Protocol):
+    """Reads a state value by key (runtime.state.StateReader, without importing it)."""
+
+    def get(self, key: bytes) -> bytes | None: ...
 
 
 @dataclass
@@ -310,9 +322,11 @@ class _Updater:
     prefix, so each node is visited (loaded, rebuilt, hashed) at most once.
     """
 
-    __slots__ = ("get_node", "paths", "keys", "values", "new_nodes", "pack")
+    __slots__ = ("get_node", "paths", "keys", "values", "new_nodes", "pack", "cached_node",
+                 "old_value")
 
-    def __init__(self, store: NodeStore, changes: Mapping[bytes, bytes | None]) -> None:
+    def __init__(self, store: NodeStore, changes: Mapping[bytes, bytes | None],
+                 old_values: StateReaderLike | None = None) -> None:
         if b"" in changes.values():
             empty = next(key for key, value in changes.items() if value == b"")
             raise EmptyValue(f"empty value for key {empty.hex()}")
@@ -327,6 +341,9 @@ class _Updater:
         # One packer per update: ``msgpack.packb`` builds a new Packer on every
         # call, which costs as much as the packing. Same bytes as encode_node.
         self.pack = msgpack.Packer(use_bin_type=True).pack
+        cached_node = getattr(store, "cached_node", None)
+        self.cached_node = cached_node if old_values is not None else None
+        self.old_value = old_values.get if old_values is not None else None
 
     def load(self, ref: bytes) -> _Wire:
         data = self.get_node(ref)
@@ -368,7 +385,25 @@ class _Updater:
         """
         if ref is None:
             return None if value is None else (_LEAF, path[depth:], key, value)
-        data = self.get_node(ref)
+        data = None
+        cached_node = self.cached_node
+        if cached_node is not None:
+            data = cached_node(ref)
+            if data is None:
+                # Not at hand: if the key had a value, its leaf would sit here and hash
+                # to ``ref``; recognising it by its hash saves reading it from disk.
+                old = self.old_value(key)  # type: ignore[misc]
+                if old is not None:
+                    rest = path[depth:]
+                    if _blake2b(self.pack((_LEAF, rest, key, old)),
+                                digest_size=HASH_LENGTH).digest() == ref:
+                        if value is None:
+                            return None
+                        if value == old:
+                            return ref
+                        return (_LEAF, rest, key, value)
+        if data is None:
+            data = self.get_node(ref)
         if data is None:
             raise MissingNode(ref)
         node = _unpackb(data, use_list=False)
@@ -570,16 +605,23 @@ def _common(partial: bytes, path: bytes, offset: int) -> int:
     return n
 
 
-def trie_update(store: NodeStore, root: bytes, changes: Mapping[bytes, bytes | None]) -> TrieUpdate:
+def trie_update(store: NodeStore, root: bytes, changes: Mapping[bytes, bytes | None],
+                old_values: StateReaderLike | None = None) -> TrieUpdate:
     """Apply a block's changes (``None`` deletes) to the trie at ``root`` in one pass.
 
     Nodes are never removed from ``store``: the caller adds ``new_nodes`` and the
     old root stays readable. ``new_nodes`` holds every node created by this
     update (it may include a few that the store already has).
+
+    ``old_values``, if given, reads the state at ``root`` (any reader: it is only
+    a hint). With a store that has ``cached_node``, a changed key's leaf that is
+    not in the cache is then recognised by hashing the leaf its old value makes,
+    instead of being read; a wrong hint only costs the read. The result never
+    depends on it.
     """
     if not changes:
         return TrieUpdate(root=root, new_nodes={})
-    updater = _Updater(store, changes)
+    updater = _Updater(store, changes, old_values)
     start = None if root == EMPTY_ROOT else root
     result = updater.update_ref(start, 0, 0, len(updater.paths))
     if result is None:

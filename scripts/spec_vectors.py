@@ -165,20 +165,9 @@ MAP_KEYS: dict[str, str] = {
     "system:block_hash:": "be64(block_number)",
     "provenance:works:": "be64(work_id)",
     "provenance:work_by_content:": "content_hash(32)",
-    "provenance:works_by_owner:": "owner(32) ++ be64(work_id)",
     "licensing:terms:": "be64(terms_id)",
-    "licensing:terms_by_work:": "be64(work_id) ++ be64(terms_id)",
     "licensing:licenses:": "be64(license_id)",
-    "licensing:licenses_by_holder:": "account(32) ++ be64(license_id)",
-    "licensing:licenses_by_work:": "be64(work_id) ++ be64(license_id)",
-    "royalties:earned:": "account(32)",
-    "royalties:work_revenue:": "be64(work_id)",
-    "royalties:work_paid_out:": "be64(work_id) ++ account(32)",
-    "royalties:credits:": "account(32) ++ be64(seq)",
-    "royalties:credit_count:": "account(32)",
     "usage:usage:": "be64(usage_id)",
-    "usage:usage_by_work:": "be64(work_id) ++ be64(usage_id)",
-    "usage:usage_by_license:": "be64(license_id) ++ be64(usage_id)",
 }
 
 # ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from node.indexes import index_changes
 from runtime import codec, executive
 from runtime.codec import Struct
 from runtime.crypto import DEV_ACCOUNT_NAMES, Keypair, blake2_256, dev_keypair, sha256
@@ -85,6 +86,8 @@ class MiniChain:
 
     endowed: Mapping[bytes, int] | None = None
     state: MemoryState = field(default_factory=MemoryState)
+    # The node-side listing indexes (node.indexes), built from each block's events.
+    index: MemoryState = field(default_factory=MemoryState)
     number: int = 0
     author: bytes = AUTHOR.public
 
@@ -113,6 +116,7 @@ class MiniChain:
         executive.finalize_block(env)
         self.state.apply(env.state.changes)
         self.number += 1
+        self.index.apply(index_changes(self.index.get, self.number, env.events))
         events = [r.event for r in env.events[start:] if r.extrinsic_index == 0]
         return Applied(outcome, events, self.number)  # type: ignore[arg-type]
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from node import indexes
 from runtime.crypto import sha256
 from runtime.modules import licensing, provenance, royalties
 from runtime.modules.licensing import AiUse
@@ -69,7 +70,7 @@ def test_offer_terms_stores_them(chain: MiniChain, work: int) -> None:
         **{**DEFAULT_TERMS, "minting_fee": 5_000, "expiry_blocks": 100, "max_supply": 3,
            "ai_training": AiUse.CONSTRAINED, "legal_hash": legal_hash},
     )
-    assert licensing.terms_by_work.get(chain.state, (work, 1)) is True
+    assert indexes.terms_by_work.get(chain.index, (work, 1)) is True
     assert offer(chain, ALICE, work) == 2
 
 
@@ -184,8 +185,8 @@ def test_acquire_license_pays_the_fee_into_the_work(chain: MiniChain, work: int)
                                               applied.block + 50)
     assert get_license(chain, 1) == licensing.License(
         1, terms_id, work, DAVE.public, applied.block, applied.block + 50, False)
-    assert licensing.licenses_by_holder.get(chain.state, (DAVE.public, 1)) is True
-    assert licensing.licenses_by_work.get(chain.state, (work, 1)) is True
+    assert indexes.licenses_by_holder.get(chain.index, (DAVE.public, 1)) is True
+    assert indexes.licenses_by_work.get(chain.index, (work, 1)) is True
     assert get_terms(chain, terms_id).minted == 1
     # 70/30 with the dust to the first listed creator: 700.7 -> 701, 300.3 -> 300.
     assert chain.free(ALICE.public) == alice + 701
@@ -245,8 +246,8 @@ def test_transfer_license(chain: MiniChain, work: int) -> None:
     lic = get_license(chain, license_id)
     assert lic.licensee == EVE.public
     assert not lic.derivative_approved  # an approval belongs to the licensee it was given to
-    assert not licensing.licenses_by_holder.contains(chain.state, (DAVE.public, license_id))
-    assert licensing.licenses_by_holder.get(chain.state, (EVE.public, license_id)) is True
+    assert not indexes.licenses_by_holder.contains(chain.index, (DAVE.public, license_id))
+    assert indexes.licenses_by_holder.get(chain.index, (EVE.public, license_id)) is True
     expect_failure(chain, DAVE, licensing.TransferLicense(license_id, DAVE.public),
                    "licensing.NotLicensee")
 

@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from node import indexes
 from runtime import codec
 from runtime.crypto import sha256
 from runtime.modules import licensing, provenance, royalties
@@ -51,7 +52,7 @@ def test_register_work_stores_the_work_and_its_indexes(chain: MiniChain) -> None
         royalty_stack=(), registered_at=applied.block, registered_at_ms=applied.block * 6_000,
     )
     assert provenance.work_by_content.get(chain.state, sha256(b"song.flac")) == 1
-    assert provenance.works_by_owner.get(chain.state, (CHARLIE.public, 1)) is True
+    assert indexes.works_by_owner.get(chain.index, (CHARLIE.public, 1)) is True
     assert provenance.next_work_id.get(chain.state) == 2
 
 
@@ -111,8 +112,8 @@ def test_transfer_work_moves_control_but_not_revenue(chain: MiniChain) -> None:
     assert applied.one(provenance.WorkTransferred) == provenance.WorkTransferred(
         work_id, ALICE.public, DAVE.public)
     assert provenance.works.get(chain.state, work_id).owner == DAVE.public  # type: ignore[union-attr]
-    assert not provenance.works_by_owner.contains(chain.state, (ALICE.public, work_id))
-    assert provenance.works_by_owner.get(chain.state, (DAVE.public, work_id)) is True
+    assert not indexes.works_by_owner.contains(chain.index, (ALICE.public, work_id))
+    assert indexes.works_by_owner.get(chain.index, (DAVE.public, work_id)) is True
     # The new owner controls terms and metadata; the old one no longer does.
     offer(chain, DAVE, work_id)
     expect_failure(chain, ALICE, provenance.UpdateMetadata(work_id, "ipfs://new", None),

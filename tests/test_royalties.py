@@ -8,9 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from node import indexes
 from runtime.modules import balances, licensing, provenance, royalties
 from runtime.modules.provenance import Split
-from runtime.modules.royalties import Credit, Credited, PayRevenue, Reason, RoyaltyPaid
+from runtime.modules.royalties import Credited, PayRevenue, Reason, RoyaltyPaid
 from tests.runtime_helpers import (
     ALICE,
     BOB,
@@ -70,12 +71,12 @@ def test_worked_example(
     assert credits_by_account(applied) == {k: v for k, v in expected.items() if v}
     for who, gain in expected.items():
         assert chain.free(who) == before[who] + gain
-        assert royalties.earned.get(chain.state, who) == (gain or None)
+        assert indexes.earned.get(chain.index, who) == (gain or None)
     assert chain.free(DAVE.public) == before[DAVE.public] - amount - applied.outcome.fee
-    assert royalties.work_revenue.get(chain.state, b) == amount
-    assert royalties.work_revenue.get(chain.state, a) is None
+    assert indexes.work_revenue.get(chain.index, b) == amount
+    assert indexes.work_revenue.get(chain.index, a) is None
     for who, gain in expected.items():
-        assert royalties.work_paid_out.get(chain.state, (b, who)) == (gain or None)
+        assert indexes.work_paid_out.get(chain.index, (b, who)) == (gain or None)
     via = {e.account: e.via_work for e in applied.of(Credited)}
     assert via == {k: (b if k == CHARLIE.public else a) for k, v in expected.items() if v}
 
@@ -84,17 +85,17 @@ def test_credit_history(example: tuple[MiniChain, int, int]) -> None:
     chain, a, b = example
     first = expect_ok(chain, DAVE, PayRevenue(b, 1_000, ""))
     second = expect_ok(chain, EVE, PayRevenue(a, 500, ""))
-    assert royalties.credit_count.get(chain.state, ALICE.public) == 2
-    assert royalties.credits.get(chain.state, (ALICE.public, 0)) == Credit(
+    assert indexes.credit_count.get(chain.index, ALICE.public) == 2
+    assert indexes.credits.get(chain.index, (ALICE.public, 0)) == indexes.Credit(
         first.block, 0, b, a, 70, Reason.REVENUE)
-    assert royalties.credits.get(chain.state, (ALICE.public, 1)) == Credit(
+    assert indexes.credits.get(chain.index, (ALICE.public, 1)) == indexes.Credit(
         second.block, 0, a, a, 350, Reason.REVENUE)
-    assert royalties.credits.get(chain.state, (CHARLIE.public, 0)) == Credit(
+    assert indexes.credits.get(chain.index, (CHARLIE.public, 0)) == indexes.Credit(
         first.block, 0, b, b, 900, Reason.REVENUE)
-    assert royalties.credits.get(chain.state, (CHARLIE.public, 1)) is None
-    assert royalties.earned.get(chain.state, ALICE.public) == 420
-    assert royalties.work_paid_out.get(chain.state, (a, ALICE.public)) == 350
-    assert royalties.work_paid_out.get(chain.state, (b, ALICE.public)) == 70
+    assert indexes.credits.get(chain.index, (CHARLIE.public, 1)) is None
+    assert indexes.earned.get(chain.index, ALICE.public) == 420
+    assert indexes.work_paid_out.get(chain.index, (a, ALICE.public)) == 350
+    assert indexes.work_paid_out.get(chain.index, (b, ALICE.public)) == 70
 
 
 def test_absolute_percentages_up_a_line() -> None:
@@ -114,7 +115,7 @@ def test_payer_who_is_a_creator_is_credited_too(example: tuple[MiniChain, int, i
     applied = expect_ok(chain, CHARLIE, PayRevenue(b, 1_000, ""))
     assert credits_by_account(applied)[CHARLIE.public] == 900
     assert chain.free(CHARLIE.public) == before - 100 - applied.outcome.fee
-    assert royalties.earned.get(chain.state, CHARLIE.public) == 900
+    assert indexes.earned.get(chain.index, CHARLIE.public) == 900
 
 
 def test_pay_revenue_errors(example: tuple[MiniChain, int, int]) -> None:
@@ -220,7 +221,7 @@ def test_payments_are_exact_over_random_graphs(data: st.DataObject) -> None:
         else:
             args = PayRevenue(work_id, amount, "")
         before = {who: chain.free(who) for who in [*POOL, chain.author]}
-        revenue_before = royalties.work_revenue.get(chain.state, work_id) or 0
+        revenue_before = indexes.work_revenue.get(chain.index, work_id) or 0
         applied = expect_ok(chain, payer, args)
         credited = applied.of(Credited)
         # The credits sum exactly to the amount and follow the royalty stack.
@@ -246,19 +247,19 @@ def test_payments_are_exact_over_random_graphs(data: st.DataObject) -> None:
                 expected += applied.outcome.fee
             assert chain.free(who) == expected
         assert chain.balances_sum() == issuance
-        assert royalties.work_revenue.get(chain.state, work_id) == revenue_before + amount
+        assert indexes.work_revenue.get(chain.index, work_id) == revenue_before + amount
 
     # Per-work paid-out totals add up to the work's revenue.
     for work_id in works:
-        paid_out = sum(royalties.work_paid_out.get(chain.state, (work_id, who)) or 0
+        paid_out = sum(indexes.work_paid_out.get(chain.index, (work_id, who)) or 0
                        for who in POOL)
-        assert paid_out == (royalties.work_revenue.get(chain.state, work_id) or 0)
+        assert paid_out == (indexes.work_revenue.get(chain.index, work_id) or 0)
     # Each account's earnings equal its credit history.
     for who in POOL:
-        count = royalties.credit_count.get(chain.state, who) or 0
-        history = [royalties.credits.get(chain.state, (who, i)) for i in range(count)]
+        count = indexes.credit_count.get(chain.index, who) or 0
+        history = [indexes.credits.get(chain.index, (who, i)) for i in range(count)]
         assert sum(c.amount for c in history if c is not None) == (
-            royalties.earned.get(chain.state, who) or 0)
+            indexes.earned.get(chain.index, who) or 0)
 
 
 def test_unused_worst_case_weight_is_refunded(example: tuple[MiniChain, int, int]) -> None:

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import runtime.trie as trie_module
+from runtime.state import MemoryState
 from runtime.trie import (
     EMPTY_ROOT,
     Branch,
@@ -505,3 +506,43 @@ def test_mutated_proofs_only_invalid_proof(data: st.DataObject) -> None:
 
 
 _VECTOR_PROOF = _vector_proof()
+
+
+class _CountingStore(MemoryNodeStore):
+    """A store with nothing "at hand": every node not recognised is a counted read."""
+
+    reads: int = 0
+
+    def get_node(self, node_hash: bytes) -> bytes | None:
+        self.reads += 1
+        return super().get_node(node_hash)
+
+    def cached_node(self, node_hash: bytes) -> bytes | None:
+        return None
+
+
+def test_old_value_hints_save_leaf_reads_and_never_change_the_root() -> None:
+    rng = random.Random(11)
+    items = {b"k%d" % i: b"v%d" % i for i in range(3_000)}
+    store = _CountingStore()
+    root = trie_update(store, EMPTY_ROOT, items)
+    store.put_nodes(root.new_nodes)
+    keys = list(items)
+    changes: dict[bytes, bytes | None] = {}
+    for key in rng.sample(keys, 200):
+        changes[key] = None if rng.random() < 0.2 else key + b"!"
+    for i in range(50):
+        changes[b"new%d" % i] = b"n"
+    changes[keys[0]] = items[keys[0]]  # an unchanged value
+    expected = trie_update(MemoryNodeStore(dict(store.nodes)), root.root, changes)
+    store.reads = 0
+    plain = trie_update(store, root.root, changes)
+    plain_reads, store.reads = store.reads, 0
+    hinted = trie_update(store, root.root, changes, MemoryState(items))
+    hinted_reads, store.reads = store.reads, 0
+    wrong = {k: v + b"?" for k, v in items.items()}  # every hint wrong: reads, same root
+    misled = trie_update(store, root.root, changes, MemoryState(wrong))
+    assert plain.root == hinted.root == misled.root == expected.root
+    assert plain.new_nodes == hinted.new_nodes == misled.new_nodes == expected.new_nodes
+    assert hinted_reads < plain_reads - 150
+    assert store.reads == plain_reads

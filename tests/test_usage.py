@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from node import indexes
 from runtime import codec
 from runtime.modules import licensing, usage
 from runtime.modules.licensing import AiUse
@@ -55,8 +56,8 @@ def test_record_usage_stores_the_record(chain: MiniChain) -> None:
     assert usage.usage.get(chain.state, 1) == usage.UsageRecord(
         1, license_id, lic.work_id, DAVE.public, Purpose.AI_TRAINING, "opus-diffusion-v1",
         1_200, "epoch 3", applied.block)
-    assert usage.usage_by_work.get(chain.state, (lic.work_id, 1)) is True
-    assert usage.usage_by_license.get(chain.state, (license_id, 1)) is True
+    assert indexes.usage_by_work.get(chain.index, (lic.work_id, 1)) is True
+    assert indexes.usage_by_license.get(chain.index, (license_id, 1)) is True
     assert usage.next_usage_id.get(chain.state) == 2
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import trio
 
+from node import indexes
 from node.rpc import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -64,7 +65,7 @@ from runtime.crypto import (
     encode_address,
 )
 from runtime.extrinsic import decode_extrinsic
-from runtime.modules import licensing, provenance, royalties, system, usage
+from runtime.modules import licensing, provenance, system, usage
 from runtime.support import Event, EventRecord, StorageMap
 
 if TYPE_CHECKING:
@@ -493,10 +494,13 @@ def pool_error(e: PoolError) -> RpcError:
 
 
 def _ids_in(store: Any, prefix: bytes, start: int, limit: int) -> tuple[list[int], int | None]:
-    """Ids (trailing u64 of index keys under ``prefix``) from ``start``, one page and the next."""
+    """Ids (trailing u64 of index keys under ``prefix``) from ``start``, one page and the next.
+
+    The listing indexes are node-side (:mod:`node.indexes`), built from the events.
+    """
     start_after = prefix + (start - 1).to_bytes(8, "big") if start > 0 else None
     ids: list[int] = []
-    for key, _ in store.iter_state_prefix(prefix, start_after):
+    for key, _ in store.iter_index_prefix(prefix, start_after):
         ids.append(int.from_bytes(key[len(prefix):len(prefix) + 8], "big"))
         if len(ids) > limit:
             break
@@ -907,7 +911,7 @@ async def opus_listWorks(s: Session, query: Any) -> dict[str, Any]:
         raise invalid_params("query.owner is required")
     owner = p_account(options["owner"], "owner")
     start, limit = p_page(options)
-    return _page_of(s, provenance.works_by_owner, owner, start, limit, _work)
+    return _page_of(s, indexes.works_by_owner, owner, start, limit, _work)
 
 
 def _terms(state: Any, terms_id: int) -> dict[str, Any] | None:
@@ -927,7 +931,7 @@ async def opus_listTerms(s: Session, query: Any) -> dict[str, Any]:
         raise invalid_params("query.work is required")
     work_id = p_uint(options["work"], "work")
     start, limit = p_page(options)
-    return _page_of(s, licensing.terms_by_work, work_id.to_bytes(8, "big"), start, limit,
+    return _page_of(s, indexes.terms_by_work, work_id.to_bytes(8, "big"), start, limit,
                     _terms)
 
 
@@ -943,11 +947,11 @@ async def opus_listLicenses(s: Session, query: Any) -> dict[str, Any]:
     if ("licensee" in options) == ("work" in options):
         raise invalid_params("give exactly one of query.licensee and query.work")
     if "licensee" in options:
-        index, owner_key = licensing.licenses_by_holder, p_account(options["licensee"],
-                                                                   "licensee")
+        index, owner_key = indexes.licenses_by_holder, p_account(options["licensee"],
+                                                                 "licensee")
     else:
-        index, owner_key = licensing.licenses_by_work, p_uint(options["work"],
-                                                              "work").to_bytes(8, "big")
+        index, owner_key = indexes.licenses_by_work, p_uint(options["work"],
+                                                            "work").to_bytes(8, "big")
     start, limit = p_page(options)
     next_block = s.node.best.number + 1
 
@@ -962,18 +966,29 @@ async def opus_listLicenses(s: Session, query: Any) -> dict[str, Any]:
 # opus_*: earnings and usage
 
 
-def _credits(store: Any, who: bytes, start: int) -> Iterator[tuple[int, royalties.Credit]]:
-    prefix = royalties.credits.prefix + who
+def _credits(store: Any, who: bytes, start: int) -> Iterator[tuple[int, indexes.Credit]]:
+    prefix = indexes.credits.prefix + who
     start_after = prefix + (start - 1).to_bytes(8, "big") if start > 0 else None
-    for key, value in store.iter_state_prefix(prefix, start_after):
+    for key, value in store.iter_index_prefix(prefix, start_after):
         seq = int.from_bytes(key[len(prefix):], "big")
-        yield seq, codec.from_wire(codec.unpack(value), royalties.Credit)
+        yield seq, codec.from_wire(codec.unpack(value), indexes.Credit)
 
 
-def _credit_json(seq: int, credit: royalties.Credit) -> dict[str, Any]:
+def _credit_json(seq: int, credit: indexes.Credit) -> dict[str, Any]:
     out: dict[str, Any] = {"seq": seq}
     out.update(to_json(credit))
     return out
+
+
+def _credit_count(store: Any, who: bytes) -> int:
+    raw = store.index_get(indexes.credit_count.key(who))
+    return 0 if raw is None else int(codec.unpack(raw))
+
+
+def _index_total(store: Any, key: bytes) -> int:
+    """An earnings total of the node-side index (absent: 0)."""
+    raw = store.index_get(key)
+    return 0 if raw is None else int(codec.from_wire(codec.unpack(raw), codec.U128))
 
 
 @rpc()
@@ -983,11 +998,10 @@ async def opus_getEarnings(s: Session, address: Any, options: Any = None) -> dic
     start, limit = p_page(opts)
     work = p_uint(opts["work"], "work") if "work" in opts else None
     store = s.node.store
-    state = store.best_state()
     result: dict[str, Any] = {
         "account": encode_address(who),
-        "total": str(royalties.earned.get(state, who) or 0),
-        "creditCount": royalties.credit_count.get(state, who) or 0,
+        "total": str(_index_total(store, indexes.earned.key(who))),
+        "creditCount": _credit_count(store, who),
     }
     # Per-work totals (on chain, by the work paid into): the works are found in the history.
     works: dict[int, None] = {}
@@ -998,15 +1012,15 @@ async def opus_getEarnings(s: Session, address: Any, options: Any = None) -> dic
         if scanned >= EARNINGS_SCAN_LIMIT:
             break
     result["works"] = [
-        {"workId": w, "amount": str(royalties.work_paid_out.get(state, (w, who)) or 0)}
+        {"workId": w, "amount": str(_index_total(store, indexes.work_paid_out.key((w, who))))}
         for w in sorted(works)
     ]
     result["worksComplete"] = scanned < EARNINGS_SCAN_LIMIT
     if work is not None:
         result["work"] = {
             "workId": work,
-            "revenue": str(royalties.work_revenue.get(state, work) or 0),
-            "paidToAccount": str(royalties.work_paid_out.get(state, (work, who)) or 0),
+            "revenue": str(_index_total(store, indexes.work_revenue.key(work))),
+            "paidToAccount": str(_index_total(store, indexes.work_paid_out.key((work, who)))),
         }
     history: list[dict[str, Any]] = []
     next_seq = None
@@ -1028,9 +1042,9 @@ async def opus_listUsage(s: Session, query: Any) -> dict[str, Any]:
     if ("work" in options) == ("license" in options):
         raise invalid_params("give exactly one of query.work and query.license")
     if "work" in options:
-        index, owner = usage.usage_by_work, p_uint(options["work"], "work")
+        index, owner = indexes.usage_by_work, p_uint(options["work"], "work")
     else:
-        index, owner = usage.usage_by_license, p_uint(options["license"], "license")
+        index, owner = indexes.usage_by_license, p_uint(options["license"], "license")
     start, limit = p_page(options)
 
     def load(state: Any, usage_id: int) -> dict[str, Any] | None:

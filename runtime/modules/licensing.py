@@ -40,11 +40,10 @@ Choices where the design is silent (what a serious licensing chain does):
 
 Storage
   ``terms``              terms id -> Terms
-  ``terms_by_work``      (work id, terms id) -> True
   ``licenses``           license id -> License
-  ``licenses_by_holder`` (account, license id) -> True
-  ``licenses_by_work``   (work id, license id) -> True
   ``next_terms_id``, ``next_license_id``  (ids start at 1)
+  (Listing terms by work and licenses by holder or work is a node-side index
+  built from the events, not state.)
 Events
   ``TermsOffered(terms_id, work_id, offered_by)``, ``TermsWithdrawn(terms_id, work_id)``
   (from ``retire_terms``), ``LicenseAcquired(license_id, terms_id, work_id, licensee, fee,
@@ -163,11 +162,10 @@ class License(Struct):
 
 
 # Storage
-terms: StorageMap[Terms] = StorageMap(NAME, "terms", Terms)
-terms_by_work: StorageMap[bool] = StorageMap(NAME, "terms_by_work", bool)
-licenses: StorageMap[License] = StorageMap(NAME, "licenses", License)
-licenses_by_holder: StorageMap[bool] = StorageMap(NAME, "licenses_by_holder", bool)
-licenses_by_work: StorageMap[bool] = StorageMap(NAME, "licenses_by_work", bool)
+# Terms and licenses are read by every acquisition, usage record and derivative: keep
+# decoded ones (see StorageMap).
+terms: StorageMap[Terms] = StorageMap(NAME, "terms", Terms, decoded_cache=4096)
+licenses: StorageMap[License] = StorageMap(NAME, "licenses", License, decoded_cache=4096)
 next_terms_id: StorageValue[int] = StorageValue(NAME, "next_terms_id", U64, 1)
 next_license_id: StorageValue[int] = StorageValue(NAME, "next_license_id", U64, 1)
 
@@ -387,7 +385,6 @@ def offer_terms(env: Env, who: AccountId, args: OfferTerms) -> None:
     offered = Terms(id=terms_id, work_id=work.id, offered_by=who, retired=False, minted=0,
                     **granted)
     terms.put(state, terms_id, offered)
-    terms_by_work.put(state, (work.id, terms_id), True)
     env.emit(TermsOffered(terms_id, work.id, who))
 
 
@@ -446,8 +443,6 @@ def acquire_license(env: Env, who: AccountId, args: AcquireLicense) -> int:
         state, license_id,
         License(license_id, found.id, found.work_id, who, number, expires_at, False),
     )
-    licenses_by_holder.put(state, (who, license_id), True)
-    licenses_by_work.put(state, (found.work_id, license_id), True)
     terms.put(state, found.id, dataclasses.replace(found, minted=found.minted + 1))
     env.emit(LicenseAcquired(license_id, found.id, found.work_id, who, found.minting_fee,
                              expires_at))
@@ -474,8 +469,6 @@ def transfer_license(env: Env, who: AccountId, args: TransferLicense) -> None:
     if not lic_terms.transferable:
         raise NotTransferable(f"terms #{lic_terms.id} do not allow transfers")
     approved = lic.derivative_approved and args.to == who
-    licenses_by_holder.remove(state, (who, lic.id))
-    licenses_by_holder.put(state, (args.to, lic.id), True)
     licenses.put(state, lic.id,
                  dataclasses.replace(lic, licensee=args.to, derivative_approved=approved))
     env.emit(LicenseTransferred(lic.id, who, args.to))

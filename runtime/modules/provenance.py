@@ -34,8 +34,8 @@ found several derivatives, each of which pays the parent through its stack).
 Storage
   ``works``            work id -> Work
   ``work_by_content``  content hash -> work id
-  ``works_by_owner``   (owner, work id) -> True (index for paged listing)
   ``next_work_id``     the id the next work gets (ids start at 1)
+  (Listing works by owner is a node-side index built from the events, not state.)
 Events
   ``WorkRegistered(work_id, content_hash, owner, kind, parents)``,
   ``WorkTransferred(work_id, old_owner, new_owner)``,
@@ -152,9 +152,9 @@ class Work(Struct):
 
 
 # Storage
-works: StorageMap[Work] = StorageMap(NAME, "works", Work)
+# Works are read by every payment into them and into their derivatives: keep decoded ones.
+works: StorageMap[Work] = StorageMap(NAME, "works", Work, decoded_cache=4096)
 work_by_content: StorageMap[int] = StorageMap(NAME, "work_by_content", U64)
-works_by_owner: StorageMap[bool] = StorageMap(NAME, "works_by_owner", bool)
 next_work_id: StorageValue[int] = StorageValue(NAME, "next_work_id", U64, 1)
 
 
@@ -365,7 +365,6 @@ def register_work(env: Env, who: AccountId, args: RegisterWork) -> None:
     )
     works.put(state, work_id, work)
     work_by_content.put(state, args.content_hash, work_id)
-    works_by_owner.put(state, (who, work_id), True)
     env.emit(WorkRegistered(work_id, args.content_hash, who, args.kind, args.parents))
 
 
@@ -385,8 +384,6 @@ def transfer_work(env: Env, who: AccountId, args: TransferWork) -> None:
     """
     state = env.state
     work = ensure_owner(state, args.work_id, who)
-    works_by_owner.remove(state, (who, work.id))
-    works_by_owner.put(state, (args.new_owner, work.id), True)
     works.put(state, work.id, dataclasses.replace(work, owner=args.new_owner))
     env.emit(WorkTransferred(work.id, who, args.new_owner))
 

@@ -30,17 +30,12 @@ are charged up front for the worst case: ``MAX_ANCESTORS + 1`` shares ×
 5% of a block). ``distribute`` returns the weight it actually used and the
 executive refunds the difference.
 
-Totals saturate at 2**128 - 1 (cumulative revenue can in principle exceed the
-issuance, since the same tokens can be paid in many times).
-
 Storage
-  ``earned``         account -> total credited to it (U128)
-  ``work_revenue``   work id -> total paid into the work (U128)
-  ``work_paid_out``  (work id, account) -> total the account was credited from payments
-                     into that work (so the entries of a work sum to its revenue)
-  ``credits``        (account, seq) -> Credit(block, extrinsic_index, source_work,
-                     via_work, amount, reason): the account's credit history
-  ``credit_count``   account -> number of credits (the next seq)
+  none: the module only moves balances (``system.account``) and emits events.
+  The earnings totals (per account, per work, per work and account; saturating
+  at 2**128 - 1) and each account's credit history are node-side indexes built
+  from the ``RoyaltyPaid`` and ``Credited`` events (:mod:`node.indexes`); the
+  runtime never reads them.
 Events
   ``RoyaltyPaid(work_id, payer, amount, reason, memo)``, then one
   ``Credited(account, work_id, via_work, amount)`` per credit.
@@ -58,20 +53,21 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated
 
-from runtime.codec import U32, U64, U128, Struct, Text
+from runtime.codec import U64, U128, Struct, Text
 from runtime.modules import balances, licensing, provenance
-from runtime.state import Overlay, StateReader
-from runtime.support import AccountId, Env, Event, Module, StorageMap
+from runtime.state import StateReader
+from runtime.support import AccountId, Env, Event, Module
 
 NAME = "royalties"
 # Config
 BPS = 10_000
-U128_MAX = (1 << 128) - 1
+U128_MAX = (1 << 128) - 1  # where the (node-side) earnings totals saturate
 MAX_MEMO = 256
 # Weights (reference ns, calibrated against a balance transfer = 20,000): a
-# credit is a balance move, three counter updates, a history entry and an event
-# (about 3.7 transfers); the paid work and each ancestor cost a work read
-# (``provenance.WORK_READ_WEIGHT``).
+# credit is a balance move and an event, charged as when it also updated three
+# totals and wrote a history entry (about 3.7 transfers; nodes now keep those
+# outside the state, from the events); the paid work and each ancestor cost a
+# work read (``provenance.WORK_READ_WEIGHT``).
 DISTRIBUTE_BASE_WEIGHT = 40_000
 CREDIT_WEIGHT = 75_000
 PAY_REVENUE_BASE_WEIGHT = 30_000
@@ -82,24 +78,6 @@ Memo = Annotated[str, Text(MAX_MEMO)]
 class Reason(StrEnum):
     LICENSE_FEE = "license_fee"
     REVENUE = "revenue"
-
-
-@dataclass(frozen=True)
-class Credit(Struct):
-    block: U64
-    extrinsic_index: U32 | None
-    source_work: U64  # the work the payment was made into
-    via_work: U64  # the work whose share this is (the source or one of its ancestors)
-    amount: U128
-    reason: Reason
-
-
-# Storage
-earned: StorageMap[int] = StorageMap(NAME, "earned", U128)
-work_revenue: StorageMap[int] = StorageMap(NAME, "work_revenue", U128)
-work_paid_out: StorageMap[int] = StorageMap(NAME, "work_paid_out", U128)
-credits: StorageMap[Credit] = StorageMap(NAME, "credits", Credit)
-credit_count: StorageMap[int] = StorageMap(NAME, "credit_count", U64)
 
 
 # Events
@@ -193,10 +171,6 @@ def plan_distribution(
     return [c for c in planned if c[2] > 0]
 
 
-def _add(state: Overlay, item: StorageMap[int], key: object, amount: int) -> None:
-    item.put(state, key, min((item.get(state, key) or 0) + amount, U128_MAX))
-
-
 def distribute(
     env: Env, payer: bytes, work_id: int, amount: int, reason: Reason, *, memo: str = ""
 ) -> int:
@@ -214,17 +188,9 @@ def distribute(
     if available < amount:
         raise balances.InsufficientBalance(f"balance {available} is below {amount}")
     env.emit(RoyaltyPaid(work.id, payer, amount, reason, memo))
-    _add(state, work_revenue, work.id, amount)
     planned = plan_distribution(state, work, amount)
     for account, via_work, share in planned:
         balances.move(state, payer, account, share)
-        _add(state, earned, account, share)
-        _add(state, work_paid_out, (work.id, account), share)
-        seq = credit_count.get(state, account) or 0
-        credits.put(state, (account, seq), Credit(
-            env.block.number, env.extrinsic_index, work.id, via_work, share, reason
-        ))
-        credit_count.put(state, account, seq + 1)
         env.emit(Credited(account, work.id, via_work, share))
     work_reads = 1 + len(work.royalty_stack)
     return (DISTRIBUTE_BASE_WEIGHT + provenance.WORK_READ_WEIGHT * work_reads

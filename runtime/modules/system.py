@@ -37,7 +37,8 @@ class AccountInfo(Struct):
 EMPTY_ACCOUNT = AccountInfo(0, 0)
 
 # Storage
-account: StorageMap[AccountInfo] = StorageMap(NAME, "account", AccountInfo)
+# Accounts are read and written by every extrinsic: keep decoded ones (see StorageMap).
+account: StorageMap[AccountInfo] = StorageMap(NAME, "account", AccountInfo, decoded_cache=8192)
 number: StorageValue[int] = StorageValue(NAME, "number", U64, 0)
 timestamp: StorageValue[int] = StorageValue(NAME, "timestamp", U64, 0)
 block_hash: StorageMap[bytes] = StorageMap(NAME, "block_hash", Hash)

@@ -27,9 +27,8 @@ error, its message starting with ``entry <index>:``.
 
 Storage
   ``usage``             usage id -> UsageRecord
-  ``usage_by_work``     (work id, usage id) -> True
-  ``usage_by_license``  (license id, usage id) -> True
   ``next_usage_id``     the id the next record gets (ids start at 1)
+  (Listing usage by work or license is a node-side index built from the events.)
 Events
   ``UsageRecorded(usage_id, license_id, work_id, licensee, purpose, units)``
 Errors
@@ -58,7 +57,8 @@ MAX_BATCH = 64
 MAX_SUBJECT = 256
 MAX_MEMO = 256
 # Weights (reference ns; a balance transfer is 20,000): an entry reads the
-# license and its terms and writes the record, two indexes and a counter.
+# license and its terms and writes the record and a counter (charged as when it
+# also wrote two listing indexes, which nodes now build from the events).
 BASE_WEIGHT = 40_000
 RECORD_WEIGHT = 60_000
 
@@ -89,8 +89,6 @@ class UsageRecord(Struct):
 
 # Storage
 usage: StorageMap[UsageRecord] = StorageMap(NAME, "usage", UsageRecord)
-usage_by_work: StorageMap[bool] = StorageMap(NAME, "usage_by_work", bool)
-usage_by_license: StorageMap[bool] = StorageMap(NAME, "usage_by_license", bool)
 next_usage_id: StorageValue[int] = StorageValue(NAME, "next_usage_id", U64, 1)
 
 
@@ -168,8 +166,6 @@ def _record(env: Env, who: bytes, entry: RecordUsage) -> None:
         usage_id, lic.id, lic.work_id, who, entry.purpose, entry.subject, entry.units,
         entry.memo, env.block.number,
     ))
-    usage_by_work.put(state, (lic.work_id, usage_id), True)
-    usage_by_license.put(state, (lic.id, usage_id), True)
     env.emit(UsageRecorded(usage_id, lic.id, lic.work_id, who, entry.purpose, entry.units))
 
 
