@@ -279,6 +279,16 @@ def import_file(args: argparse.Namespace, workdir: Path, block_file: Path) -> di
     }
 
 
+def import_in_subprocess(args: argparse.Namespace, block_file: Path,
+                         workdir: Path) -> dict[str, Any]:
+    """Import ``block_file`` in a fresh process (its peak RSS is the importer's alone)."""
+    command = [sys.executable, "-m", "bench.import_blocks", "--import-only", str(block_file),
+               "--workdir", str(workdir), "--preload-works", str(args.preload_works),
+               "--accounts", str(args.accounts), "--workload", args.workload]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -299,11 +309,7 @@ def main(argv: list[str] | None = None) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         block_file = workdir / "blocks.opus"
         built = build_blocks(args, workdir, block_file)
-        command = [sys.executable, "-m", "bench.import_blocks", "--import-only", str(block_file),
-                   "--workdir", str(workdir), "--preload-works", str(args.preload_works),
-                   "--accounts", str(args.accounts), "--workload", args.workload]
-        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        result = json.loads(out.strip().splitlines()[-1])
+        result = import_in_subprocess(args, block_file, workdir)
         result.update(built)
         print(json.dumps(result))
 

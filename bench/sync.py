@@ -211,11 +211,7 @@ def sync_run(label: str, spec_file: Path, block_file: Path, target: int,
 def import_rate(args: argparse.Namespace, block_file: Path, workdir: Path) -> int:
     """The import benchmark's transactions per second on ``block_file`` (its own process)."""
     workdir.mkdir(exist_ok=True)
-    command = [sys.executable, "-m", "bench.import_blocks", "--import-only", str(block_file),
-               "--workdir", str(workdir), "--preload-works", str(args.preload_works),
-               "--accounts", str(args.accounts), "--workload", "mixed"]
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    return int(json.loads(out.strip().splitlines()[-1])["txs_per_second"])
+    return int(import_bench.import_in_subprocess(args, block_file, workdir)["txs_per_second"])
 
 
 def main(argv: list[str] | None = None) -> None:
