@@ -367,11 +367,13 @@ def import_blocks(args: argparse.Namespace) -> int:
             except BlockError as e:
                 raise UserError(f"{where} is invalid: {type(e).__name__}: {e}") from None
             _verify_justification(store, block)
-            store.import_block(executed, finalize=block.justification is not None)
+            store.import_block(executed, finalize=block.justification is not None,
+                               durable=False)  # written while the next block executes
             imported += 1
             if time.monotonic() - last_report > 5:
                 last_report = time.monotonic()
                 print(f"Importing: #{block.number} ({imported} blocks)", file=sys.stderr)
+        store.flush()
         best = store.best_header
         finalized = store.finalized_header
         seconds = time.monotonic() - started

@@ -228,7 +228,10 @@ class Node:
         except BlockError as e:
             raise ImportFailed(type(e).__name__, str(e)) from None
         # A synced block's justification is stored, and finalizes it, in its import batch.
-        result = store.import_block(executed, finalize=justification is not None)
+        # A block from the network is written while the next one executes; a crash loses
+        # at most that block, which the node syncs again. Authored blocks are durable.
+        result = store.import_block(executed, finalize=justification is not None,
+                                    durable=own)
         self._after_import(block, result, time.perf_counter() - started, own=own)
         if justification is not None:
             if result.new_best:

@@ -55,6 +55,11 @@ Atomicity
     all, so after a crash the database holds the old head or the new one, never
     half a block. Finality and justifications are their own synced batches.
 
+    A bulk import (sync, ``opus import-blocks``) lets a thread write each
+    block's batch while it executes the next block (``import_block(...,
+    durable=False)``): the batch stays whole, the head only lags by at most
+    that one block until the next use of the store waits for it.
+
 Fork choice
     The longest chain wins; a tie keeps the current best. A chain that does
     not contain the finalized block is never made best.
@@ -64,7 +69,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -131,8 +136,9 @@ MAX_EVENTS_SIZE = 256 * 1024 * 1024
 # LevelDB tuning: bounded memory (two memtables + block cache + the node cache).
 WRITE_BUFFER_SIZE = 16 * 1024 * 1024
 BLOCK_CACHE_SIZE = 64 * 1024 * 1024
-NODE_CACHE_BYTES = 96 * 1024 * 1024
-FLAT_CACHE_ENTRIES = 200_000  # best-state values kept in memory (hot accounts, counters)
+NODE_CACHE_BYTES = 64 * 1024 * 1024
+FLAT_CACHE_ENTRIES = 50_000  # best-state values kept in memory (hot accounts, counters, works)
+INDEX_CACHE_ENTRIES = 50_000  # node-side index values kept in memory (earnings totals)
 WARM_LEVELS = 5  # trie levels loaded into the node cache at open (up to 16^4 = 65,536 branches)
 BLOOM_FILTER_BITS = 10
 # Each open table keeps its index and filter blocks in memory, and LevelDB maps open
@@ -290,16 +296,24 @@ class FlatState:
     Reads go through a LevelDB snapshot taken when the reader was made, so the
     reader keeps answering for that block even after the best block moves on;
     while that block is still the best, hot keys come from the FlatCache.
+    ``pending`` holds the flat writes of the block whose batch was still being
+    written when the reader was made (see ``ChainStore.import_block``'s
+    ``durable``): the snapshot may predate them.
     """
 
-    __slots__ = ("_get", "_cache", "_block_hash")
+    __slots__ = ("_get", "_cache", "_block_hash", "_pending")
 
-    def __init__(self, snapshot: Any, cache: FlatCache, block_hash: bytes) -> None:
+    def __init__(self, snapshot: Any, cache: FlatCache, block_hash: bytes,
+                 pending: dict[bytes, bytes | None] | None = None) -> None:
         self._get = snapshot.get
         self._cache = cache
         self._block_hash = block_hash
+        self._pending = pending
 
     def get(self, key: bytes) -> bytes | None:
+        pending = self._pending
+        if pending is not None and key in pending:
+            return pending[key]
         cache = self._cache
         if cache.block_hash == self._block_hash:
             value = cache.values.get(key, _MISSING)
@@ -363,6 +377,8 @@ class CachedNodeStore:
         self._bytes = 0
         self._max_bytes = max_bytes
         self._lock = threading.Lock()
+        # The new nodes of a block whose batch is still being written.
+        self.pending: dict[bytes, bytes] | None = None
 
     def warm(self, root: bytes, levels: int) -> None:
         """Load the top ``levels`` levels of branches below ``root`` into the cache.
@@ -411,6 +427,9 @@ class CachedNodeStore:
                 cache.move_to_end(node_hash)
             except KeyError:  # evicted by another thread meanwhile
                 pass
+            return data
+        pending = self.pending
+        if pending is not None and (data := pending.get(node_hash)) is not None:
             return data
         data = self._db_get(TRIE + node_hash)
         # A branch's encoding starts with a 3-item array header and the kind 1.
@@ -465,6 +484,37 @@ class _Pending:
     events: tuple[EventRecord, ...]
 
 
+@dataclass(frozen=True)
+class _Move:
+    """A move of the best chain added to a batch: the flat state's and the index's writes
+    (key: new value, None: deleted)."""
+
+    reorg: Reorg
+    flat: dict[bytes, bytes | None]
+    indexed: dict[bytes, bytes | None]
+
+
+class _BatchWrite:
+    """A block's synced batch, written by a thread of its own (``import_block(durable=False)``).
+
+    LevelDB's write (and its fsync) runs without the GIL, so it overlaps the
+    execution of the next block. ``flat`` is the batch's flat-state writes,
+    which readers made meanwhile see from memory.
+    """
+
+    def __init__(self, batch: Any, flat: dict[bytes, bytes | None] | None) -> None:
+        self.flat = flat
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._write, args=(batch,), name="opus-db-write")
+        self.thread.start()
+
+    def _write(self, batch: Any) -> None:
+        try:
+            batch.write()
+        except BaseException as e:  # reported by ChainStore.flush, on the caller's thread
+            self.error = e
+
+
 # ---------------------------------------------------------------------------
 # The store
 
@@ -476,13 +526,18 @@ class ChainStore:
                  node_cache_bytes: int = NODE_CACHE_BYTES) -> None:
         """Use :meth:`open`; this wraps an already opened and initialized database."""
         self.path = path
-        self._db = db
+        self._raw_db = db
+        self._writing: _BatchWrite | None = None  # the last block's batch, being written
+        self._failed: DatabaseError | None = None
         self.genesis_hash = genesis_hash
         self._nodes = CachedNodeStore(db, node_cache_bytes)
         self._flat_cache = FlatCache(FLAT_CACHE_ENTRIES)
+        # Index values read by imports (credit counts, earnings totals of busy accounts).
+        self._index_cache = FlatCache(INDEX_CACHE_ENTRIES)
         self._best_hash = b""
         self._best_hash, self._best = self._load_head(META_BEST)
         self._flat_cache.follow(self._best_hash, None)
+        self._index_cache.follow(self._best_hash, None)
         self._finalized_hash, self._finalized = self._load_head(META_FINALIZED)
 
     # ------------------------------------------------------------------ lifecycle
@@ -532,13 +587,44 @@ class ChainStore:
             raise
 
     def close(self) -> None:
-        """Close the database (idempotent); the store is unusable afterwards."""
-        if not self._db.closed:
-            self._db.close()
+        """Close the database (idempotent) once the last block's batch is written; the store
+        is unusable afterwards. Raises DatabaseError if that batch could not be written."""
+        try:
+            self.flush()
+        finally:
+            if not self._raw_db.closed:
+                self._raw_db.close()
 
     @property
     def closed(self) -> bool:
-        return bool(self._db.closed)
+        return bool(self._raw_db.closed)
+
+    def flush(self) -> None:
+        """Wait until the last imported block is durable (see ``import_block``'s ``durable``).
+
+        Raises :class:`DatabaseError` if its batch could not be written; the
+        store then refuses every further use (the node must restart, and finds
+        the previous head).
+        """
+        writing = self._writing
+        if writing is not None:
+            writing.thread.join()
+            if writing.error is not None and self._failed is None:
+                self._failed = DatabaseError(
+                    f"cannot write to the database {db_path(self.path)}: "
+                    f"{_plyvel_message(writing.error)}")
+            self._writing = None
+            self._nodes.pending = None
+        if self._failed is not None:
+            raise self._failed
+
+    @property
+    def _db(self) -> Any:
+        """The database, once the last block's batch is written: every access but the
+        best state's reads and the trie nodes' (which see the batch in memory) waits."""
+        if self._writing is not None or self._failed is not None:
+            self.flush()
+        return self._raw_db
 
     def __enter__(self) -> ChainStore:
         return self
@@ -653,7 +739,9 @@ class ChainStore:
 
     def best_state(self) -> FlatState:
         """The best block's state (flat: one get per key), frozen at this call."""
-        return FlatState(self._db.snapshot(), self._flat_cache, self._best_hash)
+        writing = self._writing
+        return FlatState(self._raw_db.snapshot(), self._flat_cache, self._best_hash,
+                         None if writing is None else writing.flat)
 
     def state_at(self, block_hash: bytes) -> StateReader:
         """The state after ``block_hash``: the flat state for the best block, else the trie."""
@@ -705,7 +793,8 @@ class ChainStore:
 
     # ------------------------------------------------------------------ import
 
-    def import_block(self, executed: ExecutedBlock, *, finalize: bool = False) -> ImportResult:
+    def import_block(self, executed: ExecutedBlock, *, finalize: bool = False,
+                     durable: bool = True) -> ImportResult:
         """Store an executed block in one synced batch, moving the best chain if it wins.
 
         The block's parent must be stored (else :class:`UnknownParent`); an
@@ -715,6 +804,14 @@ class ChainStore:
         pointer move to it in the same batch. ``finalize``: the block carries a
         justification the caller checked; if it becomes the best block it is
         also recorded as finalized, in the same batch (one fsync per synced block).
+
+        ``durable=False`` (bulk import: sync, ``opus import-blocks``): return as
+        soon as the batch is built and let a thread write it while the caller
+        executes the next block. The block is the best block at once; reads of
+        the best state and of trie nodes see it from memory, and every other
+        use of the store (the next import included) first waits for the write.
+        A crash then loses at most this block, never half of it. Blocks a node
+        authors or announces as its own must be durable.
         """
         block = executed.block
         header = block.header
@@ -743,25 +840,31 @@ class ChainStore:
 
         pending = _Pending(block_hash, header, executed.changes, block.extrinsics,
                            executed.events)
-        reorg: Reorg | None = None
+        move: _Move | None = None
         best = self._best
         if header.parent_hash == self._best_hash:
-            reorg = self._move_best(batch, [], [(block_hash, header)], pending)
+            move = self._move_best(batch, [], [(block_hash, header)], pending)
         elif header.number > best.number:
             retracted, enacted, ancestor = self._tree_route(block_hash, header, pending)
             if ancestor.number >= self._finalized.number:
-                reorg = self._move_best(batch, retracted, enacted, pending)
-        if finalize and reorg is not None:
+                move = self._move_best(batch, retracted, enacted, pending)
+        if finalize and move is not None:
             batch.put(META_FINALIZED, block_hash)
-        self._write(batch)
+        if durable:
+            self._write(batch)
+        else:
+            self._writing = _BatchWrite(batch, None if move is None else move.flat)
+            self._nodes.pending = executed.trie.new_nodes
         self._nodes.remember_branches(executed.trie.new_nodes)
-        if reorg is None:
+        if move is None:
             return ImportResult(block_hash, new_best=False)
+        reorg = move.reorg
         self._best_hash, self._best = block_hash, header
         if finalize:
             self._finalized_hash, self._finalized = block_hash, header
         extends = not reorg.retracted and len(reorg.enacted) == 1
         self._flat_cache.follow(block_hash, executed.changes.items() if extends else None)
+        self._index_cache.follow(block_hash, move.indexed.items() if extends else None)
         return ImportResult(block_hash, new_best=True, retracted=reorg.retracted,
                             enacted=reorg.enacted)
 
@@ -781,10 +884,11 @@ class ChainStore:
                 f"block #{self._finalized.number}"
             )
         batch = self._db.write_batch(sync=True)
-        reorg = self._move_best(batch, retracted, enacted, None)
+        reorg = self._move_best(batch, retracted, enacted, None).reorg
         self._write(batch)
         self._best_hash, self._best = block_hash, header
         self._flat_cache.follow(block_hash, None)
+        self._index_cache.follow(block_hash, None)
         return reorg
 
     def set_finalized(self, block_hash: bytes) -> None:
@@ -873,14 +977,22 @@ class ChainStore:
         retracted: list[tuple[bytes, Header]],
         enacted: list[tuple[bytes, Header]],
         pending: _Pending | None,
-    ) -> Reorg:
+    ) -> _Move:
         """Add to ``batch`` the move of the best chain: flat state, indexes, best pointer."""
         get = self._db.get
         flat: dict[bytes, bytes | None] = {}
         indexed: dict[bytes, bytes | None] = {}  # the index entries as the batch leaves them
+        cache, best_hash = self._index_cache, self._best_hash
+        cached_index = cache.values if cache.block_hash == best_hash else {}
 
         def index_get(key: bytes) -> bytes | None:
-            return indexed[key] if key in indexed else get(INDEX + key)
+            if key in indexed:
+                return indexed[key]
+            value = cached_index.get(key, _MISSING)
+            if value is _MISSING:
+                value = get(INDEX + key)
+                cache.remember(best_hash, key, value)
+            return value  # type: ignore[return-value]
 
         for block_hash, _ in retracted:
             undo = get(UNDO + block_hash)
@@ -916,7 +1028,7 @@ class ChainStore:
                       _pack_pairs([(key, index_before[key]) for key in index_writes]))
             indexed.update(index_writes)
             undo_pairs = []
-            cached = self._flat_cache.values if not retracted else {}
+            cached: Mapping[bytes, Any] = self._flat_cache.values if not retracted else {}
             for key, value in changes:
                 if key in flat:
                     old = flat[key]
@@ -944,7 +1056,8 @@ class ChainStore:
                 put(INDEX + key, value)
         new_best = enacted[-1][0] if enacted else retracted[-1][1].parent_hash
         batch.put(META_BEST, new_best)
-        return Reorg(tuple(h for h, _ in retracted), tuple(h for h, _ in enacted))
+        return _Move(Reorg(tuple(h for h, _ in retracted), tuple(h for h, _ in enacted)), flat,
+                     indexed)
 
     def _extrinsics(self, block_hash: bytes) -> tuple[bytes, ...]:
         data = self._db.get(BODY + block_hash)

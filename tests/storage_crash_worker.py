@@ -2,13 +2,15 @@
 
 As a script::
 
-    python tests/storage_crash_worker.py BASE_PATH BLOCK_FILE
+    python tests/storage_crash_worker.py BASE_PATH BLOCK_FILE [--write-behind]
 
 opens the chain database at ``BASE_PATH`` (dev genesis), prints ``ready <best
 number>`` and then imports the blocks of ``BLOCK_FILE`` that come after its
-best block, one synced batch each, executing each with ``execute_block``. It
-prints ``done <best number>`` when the file is exhausted. The crash test kills
-it with SIGKILL at random moments.
+best block, one synced batch each, executing each with ``execute_block``
+(with ``--write-behind``, each batch is written while the next block executes,
+as a syncing node does). It prints ``imported <number>`` after each block and
+``done <best number>`` when the file is exhausted. The crash test kills it with
+SIGKILL at random moments.
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ def build_chain(store: ChainStore, count: int, txs_per_block: int) -> list[bytes
 
 def main(argv: Sequence[str]) -> int:
     base, block_file = argv[1], argv[2]
+    durable = "--write-behind" not in argv[3:]
     genesis = dev_genesis()
     with ChainStore.open(base, genesis) as store:
         print("ready", store.best_header.number, flush=True)
@@ -98,8 +101,10 @@ def main(argv: Sequence[str]) -> int:
             parent = store.best_header
             executed = execute_block(store.best_state(), store.node_store, parent, block,
                                      genesis.hash)
-            result = store.import_block(executed)
+            result = store.import_block(executed, durable=durable)
             assert result.new_best
+            print("imported", block.number, flush=True)
+        store.flush()
         print("done", store.best_header.number, flush=True)
     return 0
 

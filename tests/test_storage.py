@@ -198,6 +198,34 @@ def test_two_databases_agree_byte_for_byte(tmp_path: Path, genesis: Genesis) -> 
         assert list(a.iter_raw()) == list(b.iter_raw())
 
 
+def test_write_behind_import_matches_durable_import(tmp_path: Path, genesis: Genesis) -> None:
+    """``durable=False`` returns before the batch is written; everything reads the same."""
+    with ChainStore.open(tmp_path / "a", genesis) as a, \
+            ChainStore.open(tmp_path / "b", genesis) as b:
+        hashes = build_chain(a, 6, 8)
+        alice = dev_keypair("alice").public
+        for block_hash in hashes:
+            block = a.block(block_hash)
+            assert block is not None
+            # Executed on the state and trie nodes of a parent whose batch may still be
+            # in flight: they come from memory until it lands.
+            executed = import_executed(b, block)
+            result = b.import_block(executed, durable=False)
+            assert result.new_best and b.best_hash == block_hash
+            assert free(b, alice) == free(a, alice, block_hash)
+            assert b.best_state().get(system.account.key(recipient(3))) == \
+                a.state_at(block_hash).get(system.account.key(recipient(3)))
+        # Every other read waits for the last batch, so it sees the whole block.
+        assert b.events(hashes[-1]) == a.events(hashes[-1])
+        assert b.prove([system.account.key(alice)], hashes[-1]) == \
+            a.prove([system.account.key(alice)], hashes[-1])
+        assert_consistent(b)
+        b.flush()
+        assert list(a.iter_raw()) == list(b.iter_raw())
+    with ChainStore.open(tmp_path / "b", genesis) as reopened:
+        assert reopened.best_hash == hashes[-1]
+
+
 def test_proofs_verify_against_their_block_only(store: ChainStore) -> None:
     hashes = build_chain(store, 3, 4)
     alice = dev_keypair("alice").public
