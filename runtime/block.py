@@ -11,11 +11,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 from runtime import codec
-from runtime.codec import U64, Blob, Bytes64, Struct, Tuple
+from runtime.codec import U64, Blob, Bytes64, Struct, Tuple, frozen_dataclass
 from runtime.crypto import Keypair, blake2_256, verify
 from runtime.extrinsic import MAX_EXTRINSIC_SIZE
 from runtime.support import AccountId, Hash
@@ -27,7 +26,7 @@ SEAL_DOMAIN = b"opus/seal/v1"
 ZERO_HASH = bytes(32)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Header(Struct):
     parent_hash: Hash
     number: U64
@@ -42,7 +41,7 @@ class Header(Struct):
         return blake2_256(codec.encode(self))
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Precommit(Struct):
     """One authority's signature in a justification."""
 
@@ -50,7 +49,7 @@ class Precommit(Struct):
     signature: Bytes64
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Justification(Struct):
     round: U64
     set_id: U64
@@ -59,7 +58,7 @@ class Justification(Struct):
     precommits: Annotated[tuple[Precommit, ...], Tuple(MAX_JUSTIFICATION_SIGNATURES)]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Block(Struct):
     MAX_SIZE = MAX_BLOCK_SIZE
 
@@ -108,7 +107,7 @@ class InvalidJustification(ValueError):
     """A justification that does not prove finality (wrong block, signer, signature, count)."""
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class VoteTarget(Struct):
     """What a precommit signs: the round, the authority set and the block."""
 

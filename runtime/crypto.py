@@ -13,10 +13,11 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
 import nacl.exceptions
 import nacl.signing
+
+from runtime.codec import frozen_dataclass
 
 PUBLIC_KEY_LENGTH = 32
 SIGNATURE_LENGTH = 64
@@ -41,7 +42,7 @@ class InvalidKey(ValueError):
     """A seed or public key of the wrong length or form."""
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Keypair:
     """An ed25519 signing key. ``public`` is the account id."""
 

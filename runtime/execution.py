@@ -15,10 +15,10 @@ limits or when the node says time is up, and seals the result.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 
 from runtime import codec
 from runtime.block import Block, Header, seal_header, seal_valid
+from runtime.codec import frozen_dataclass
 from runtime.crypto import Keypair
 from runtime.executive import (
     MAX_BLOCK_LENGTH,
@@ -87,7 +87,7 @@ class BadStateRoot(BlockError):
     """Executing the block gives another state root than the header's."""
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ExecutedBlock:
     """A block that passed every check, with everything needed to commit it."""
 
@@ -121,7 +121,7 @@ def validate_header(state: StateReader, parent: Header, header: Header) -> None:
         raise WrongAuthor(f"slot {header.slot} belongs to another authority")
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class SignatureCheck:
     """One extrinsic signature to verify: ed25519 ``signature`` by ``signer`` over ``message``."""
 
@@ -186,7 +186,7 @@ def require_extrinsics_root(block: Block, root: bytes) -> None:
         raise BadExtrinsicsRoot(f"extrinsics root mismatch in #{block.header.number}")
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class AppliedBody:
     changes: dict[bytes, bytes | None]
     events: tuple[EventRecord, ...]
@@ -269,7 +269,7 @@ def execute_block(
     return commit_state_root(nodes, parent, block, body, state)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class BuiltBlock:
     executed: ExecutedBlock
     included: tuple[bytes, ...]  # encoded extrinsics, in block order

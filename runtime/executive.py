@@ -23,9 +23,8 @@ The pool orders by ``priority = tip``, then by arrival.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from runtime import modules  # noqa: F401  (registers every call)
+from runtime.codec import frozen_dataclass
 from runtime.extrinsic import MAX_EXTRINSIC_SIZE, Extrinsic
 from runtime.modules import balances, system, validators
 from runtime.state import Overlay, StateReader
@@ -45,7 +44,7 @@ MAX_BLOCK_WEIGHT = 1_000_000_000  # one second of reference execution
 MAX_BLOCK_LENGTH = 900 * 1024  # a block must fit one 1 MiB gossip message
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class RuntimeVersion:
     spec_name: str = SPEC_NAME
     impl_name: str = IMPL_NAME
@@ -101,7 +100,7 @@ class CannotPayFee(InvalidTransaction):
     """The signer's free balance is below the fee plus tip."""
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ValidTransaction:
     """What the pool needs to know about a valid extrinsic."""
 
@@ -204,7 +203,7 @@ def finalize_block(env: Env) -> None:
         env.author_fees = 0
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ApplyOutcome:
     weight: int  # actually used (counts against the block's limit)
     fee: int  # fee + tip actually paid

@@ -15,11 +15,10 @@ The transaction hash is ``blake2_256`` of the extrinsic's canonical bytes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 from runtime import codec
-from runtime.codec import U32, U64, U128, Bytes64, Struct, Text
+from runtime.codec import U32, U64, U128, Bytes64, Struct, Text, frozen_dataclass
 from runtime.crypto import Keypair, blake2_256, verify
 from runtime.support import AccountId, Call, Hash
 
@@ -27,7 +26,7 @@ MAX_EXTRINSIC_SIZE = 64 * 1024
 SIGNING_DOMAIN = "opus/extrinsic/v1"
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Era(Struct):
     """Mortality: valid in blocks ``birth + 1 .. birth + period`` (``period == 0``: immortal).
 
@@ -50,7 +49,7 @@ IMMORTAL = Era(0, 0)
 DEFAULT_PERIOD = 64
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class SigningPayload(Struct):
     domain: Annotated[str, Text(32)]
     genesis_hash: Hash
@@ -63,7 +62,7 @@ class SigningPayload(Struct):
     call: Call
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Extrinsic(Struct):
     MAX_SIZE = MAX_EXTRINSIC_SIZE
 

@@ -30,12 +30,11 @@ What a vote signs
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import Annotated
 
 from runtime import codec
 from runtime.block import Justification, Precommit, VoteTarget, precommit_message
-from runtime.codec import U64, Bytes64, Struct, Tuple
+from runtime.codec import U64, Bytes64, Struct, Tuple, frozen_dataclass
 from runtime.crypto import Keypair, verify
 from runtime.support import AccountId, Hash
 
@@ -63,7 +62,7 @@ def vote_message(phase: Phase, round_: int, set_id: int, block_hash: bytes,
     return precommit_message(round_, set_id, block_hash, block_number)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class SignedVote(Struct):
     """One authority's prevote or precommit for a block in a round of an authority set."""
 
@@ -94,7 +93,7 @@ def sign_vote(key: Keypair, phase: Phase, round_: int, set_id: int, block_hash: 
     return SignedVote(phase, round_, set_id, block_hash, block_number, key.public, signature)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class VoteMessage(Struct):
     """What one gossip message on the votes topic carries."""
 
@@ -113,13 +112,13 @@ def decode_vote_message(data: bytes) -> VoteMessage:
     return codec.decode(data, VoteMessage)  # type: ignore[no-any-return]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class BlockId(Struct):
     block_hash: Hash
     block_number: U64
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class VoterRecord(Struct):
     """A validator's durable vote record: its authority set and its votes in its last round."""
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 from runtime import codec
-from runtime.codec import U32, Bytes32, CustomCodec, Struct
+from runtime.codec import U32, Bytes32, CustomCodec, Struct, frozen_dataclass
 from runtime.state import Overlay, StateReader
 
 V = TypeVar("V")
@@ -213,7 +213,7 @@ class AnyEvent(CustomCodec):
         return codec.from_wire(fields, event_type)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class EventRecord(Struct):
     """An event with the index of the extrinsic that emitted it (None: block initialization)."""
 
@@ -307,7 +307,7 @@ def json_value(value: Any) -> Any:
 # Execution environment
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class BlockInfo:
     """What a call may know about the block it runs in."""
 
@@ -337,7 +337,7 @@ class Env:
 Weight = int  # reference nanoseconds of execution on the benchmark machine
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class CallSpec:
     """A dispatchable call: its module, name, argument struct, handler and weight."""
 
@@ -380,7 +380,7 @@ class Module:
         return register
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Call(CustomCodec):
     """A call to dispatch: wire form ``[module, function, [args…]]``."""
 

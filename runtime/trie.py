@@ -85,6 +85,7 @@ from typing import Any, NamedTuple, Protocol
 
 import msgpack
 
+from runtime.codec import frozen_dataclass
 from runtime.crypto import blake2_256
 
 __all__ = [
@@ -295,7 +296,7 @@ def _load(store: NodeStore, node_hash: bytes) -> Node:
 # Batch update
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class TrieUpdate:
     """The result of one batch update: the new root and the nodes it added."""
 

@@ -17,9 +17,7 @@ Calls
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from runtime.codec import U128, Struct
+from runtime.codec import U128, Struct, frozen_dataclass
 from runtime.modules import system
 from runtime.state import Overlay, StateReader
 from runtime.support import AccountId, DispatchError, Env, Event, Module, StorageValue
@@ -30,7 +28,7 @@ MAX_BALANCE = (1 << 128) - 1
 total_issuance: StorageValue[int] = StorageValue(NAME, "total_issuance", U128, 0)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Transfer(Event):
     module = NAME
     source: AccountId
@@ -38,7 +36,7 @@ class Transfer(Event):
     amount: U128
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class FeePaid(Event):
     module = NAME
     who: AccountId
@@ -79,7 +77,7 @@ def move(state: Overlay, source: bytes, dest: bytes, amount: int) -> None:
 module = Module(NAME)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class TransferArgs(Struct):
     dest: AccountId
     amount: U128

@@ -68,11 +68,10 @@ Calls
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
 
-from runtime.codec import U16, U32, U64, U128, Bytes32, Struct, Text
+from runtime.codec import U16, U32, U64, U128, Bytes32, Struct, Text, frozen_dataclass
 from runtime.modules import provenance, royalties
 from runtime.state import StateReader
 from runtime.support import (
@@ -105,7 +104,7 @@ class AiUse(StrEnum):
 AI_RANK = {AiUse.NOT_ALLOWED: 0, AiUse.CONSTRAINED: 1, AiUse.ALLOWED: 2}
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Terms(Struct):
     id: U64
     work_id: U64
@@ -150,7 +149,7 @@ LICENSING_FIELDS = (
 )
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class License(Struct):
     id: U64
     terms_id: U64
@@ -171,7 +170,7 @@ next_license_id: StorageValue[int] = StorageValue(NAME, "next_license_id", U64, 
 
 
 # Events
-@dataclass(frozen=True)
+@frozen_dataclass
 class TermsOffered(Event):
     module = NAME
     terms_id: U64
@@ -179,7 +178,7 @@ class TermsOffered(Event):
     offered_by: AccountId
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class TermsWithdrawn(Event):
     """Emitted by ``retire_terms``."""
 
@@ -188,7 +187,7 @@ class TermsWithdrawn(Event):
     work_id: U64
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class LicenseAcquired(Event):
     module = NAME
     license_id: U64
@@ -199,7 +198,7 @@ class LicenseAcquired(Event):
     expires_at: U64
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class LicenseTransferred(Event):
     module = NAME
     license_id: U64
@@ -207,7 +206,7 @@ class LicenseTransferred(Event):
     new_holder: AccountId
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class DerivativeApprovalSet(Event):
     module = NAME
     license_id: U64
@@ -343,7 +342,7 @@ def check_inheritance(state: StateReader, work: provenance.Work, offer: OfferTer
 module = Module(NAME)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class OfferTerms(Struct):
     work_id: U64
     transferable: bool
@@ -388,7 +387,7 @@ def offer_terms(env: Env, who: AccountId, args: OfferTerms) -> None:
     env.emit(TermsOffered(terms_id, work.id, who))
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class RetireTerms(Struct):
     terms_id: U64
 
@@ -409,7 +408,7 @@ def retire_terms(env: Env, who: AccountId, args: RetireTerms) -> None:
     env.emit(TermsWithdrawn(found.id, found.work_id))
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class AcquireLicense(Struct):
     terms_id: U64
 
@@ -449,7 +448,7 @@ def acquire_license(env: Env, who: AccountId, args: AcquireLicense) -> int:
     return weight
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class TransferLicense(Struct):
     license_id: U64
     to: AccountId
@@ -474,7 +473,7 @@ def transfer_license(env: Env, who: AccountId, args: TransferLicense) -> None:
     env.emit(LicenseTransferred(lic.id, who, args.to))
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ApproveDerivative(Struct):
     license_id: U64
     approved: bool

@@ -61,11 +61,10 @@ costs about nine transfers, so every call that reads a work is charged
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated
 
-from runtime.codec import U16, U64, Bytes32, Struct, Text, Tuple
+from runtime.codec import U16, U64, Bytes32, Struct, Text, Tuple, frozen_dataclass
 from runtime.modules import licensing, royalties
 from runtime.state import Overlay, StateReader
 from runtime.support import (
@@ -106,7 +105,7 @@ class WorkKind(StrEnum):
     OTHER = "other"
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Split(Struct):
     """A co-creator's share of the work's own revenue, in basis points."""
 
@@ -114,7 +113,7 @@ class Split(Struct):
     bps: U16
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ParentLink(Struct):
     """A parent work and the license (held by the registrant) it was derived under."""
 
@@ -122,7 +121,7 @@ class ParentLink(Struct):
     license_id: U64
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class AncestorShare(Struct):
     """An ancestor's absolute share of every payment into a work, in basis points."""
 
@@ -135,7 +134,7 @@ Parents = Annotated[tuple[ParentLink, ...], Tuple(MAX_PARENTS)]
 RoyaltyStack = Annotated[tuple[AncestorShare, ...], Tuple(MAX_ANCESTORS)]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Work(Struct):
     id: U64
     content_hash: Bytes32
@@ -159,7 +158,7 @@ next_work_id: StorageValue[int] = StorageValue(NAME, "next_work_id", U64, 1)
 
 
 # Events
-@dataclass(frozen=True)
+@frozen_dataclass
 class WorkRegistered(Event):
     module = NAME
     work_id: U64
@@ -169,7 +168,7 @@ class WorkRegistered(Event):
     parents: Parents
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class WorkTransferred(Event):
     module = NAME
     work_id: U64
@@ -177,7 +176,7 @@ class WorkTransferred(Event):
     new_owner: AccountId
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class MetadataUpdated(Event):
     module = NAME
     work_id: U64
@@ -298,7 +297,7 @@ def check_parent(env: Env, who: bytes, link: ParentLink) -> None:
 module = Module(NAME)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class RegisterWork(Struct):
     content_hash: Bytes32
     kind: WorkKind
@@ -368,7 +367,7 @@ def register_work(env: Env, who: AccountId, args: RegisterWork) -> None:
     env.emit(WorkRegistered(work_id, args.content_hash, who, args.kind, args.parents))
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class TransferWork(Struct):
     work_id: U64
     new_owner: AccountId
@@ -388,7 +387,7 @@ def transfer_work(env: Env, who: AccountId, args: TransferWork) -> None:
     env.emit(WorkTransferred(work.id, who, args.new_owner))
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class UpdateMetadata(Struct):
     work_id: U64
     metadata_uri: Uri

@@ -49,11 +49,10 @@ Calls
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated
 
-from runtime.codec import U64, U128, Struct, Text
+from runtime.codec import U64, U128, Struct, Text, frozen_dataclass
 from runtime.modules import balances, licensing, provenance
 from runtime.state import StateReader
 from runtime.support import AccountId, Env, Event, Module
@@ -81,7 +80,7 @@ class Reason(StrEnum):
 
 
 # Events
-@dataclass(frozen=True)
+@frozen_dataclass
 class RoyaltyPaid(Event):
     module = NAME
     work_id: U64
@@ -91,7 +90,7 @@ class RoyaltyPaid(Event):
     memo: Memo
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Credited(Event):
     module = NAME
     account: AccountId
@@ -200,7 +199,7 @@ def distribute(
 module = Module(NAME)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class PayRevenue(Struct):
     work_id: U64
     amount: U128

@@ -15,10 +15,9 @@ Calls
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
-from runtime.codec import U64, U128, Blob, Struct, Text
+from runtime.codec import U64, U128, Blob, Struct, Text, frozen_dataclass
 from runtime.state import Overlay, StateReader
 from runtime.support import AccountId, Env, Event, Hash, Module, StorageMap, StorageValue
 
@@ -28,7 +27,7 @@ BLOCK_HASH_COUNT = 2400  # how many recent block hashes are kept (bounds mortali
 MAX_REMARK = 4096
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class AccountInfo(Struct):
     nonce: U64
     free: U128
@@ -45,14 +44,14 @@ block_hash: StorageMap[bytes] = StorageMap(NAME, "block_hash", Hash)
 
 
 # Events
-@dataclass(frozen=True)
+@frozen_dataclass
 class ExtrinsicSuccess(Event):
     module = NAME
     weight: U64
     fee: U128
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class ExtrinsicFailed(Event):
     module = NAME
     weight: U64
@@ -87,7 +86,7 @@ def initialize(env: Env) -> None:
 module = Module(NAME)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Remark(Struct):
     data: Annotated[bytes, Blob(MAX_REMARK)]
 

@@ -43,11 +43,10 @@ Calls
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated
 
-from runtime.codec import U64, Struct, Text, Tuple
+from runtime.codec import U64, Struct, Text, Tuple, frozen_dataclass
 from runtime.modules import licensing, provenance
 from runtime.support import AccountId, DispatchError, Env, Event, Module, StorageMap, StorageValue
 
@@ -74,7 +73,7 @@ class Purpose(StrEnum):
     OTHER = "other"
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class UsageRecord(Struct):
     id: U64
     license_id: U64
@@ -93,7 +92,7 @@ next_usage_id: StorageValue[int] = StorageValue(NAME, "next_usage_id", U64, 1)
 
 
 # Events
-@dataclass(frozen=True)
+@frozen_dataclass
 class UsageRecorded(Event):
     module = NAME
     usage_id: U64
@@ -135,7 +134,7 @@ def purpose_allowed(terms: licensing.Terms, purpose: Purpose) -> bool:
 module = Module(NAME)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class RecordUsage(Struct):
     license_id: U64
     purpose: Purpose
@@ -180,7 +179,7 @@ def record_usage(env: Env, who: AccountId, args: RecordUsage) -> None:
     _record(env, who, args)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class RecordUsageBatch(Struct):
     entries: Annotated[tuple[RecordUsage, ...], Tuple(MAX_BATCH)]
 

@@ -21,10 +21,9 @@ Calls
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
-from runtime.codec import U64, Struct, Tuple
+from runtime.codec import U64, Struct, Tuple, frozen_dataclass
 from runtime.support import AccountId, DispatchError, Env, Event, Module, StorageValue
 
 NAME = "validators"
@@ -34,7 +33,7 @@ AUTHORITY_CHANGE_DELAY = 10
 AuthorityList = Annotated[tuple[AccountId, ...], Tuple(MAX_AUTHORITIES)]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class PendingChange(Struct):
     effective_at: U64
     authorities: AuthorityList
@@ -49,20 +48,20 @@ sudo: StorageValue[bytes | None] = StorageValue(NAME, "sudo", AccountId | None, 
 slot_duration: StorageValue[int] = StorageValue(NAME, "slot_duration", U64, 2000)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class AuthoritiesChangeScheduled(Event):
     module = NAME
     effective_at: U64
     authorities: AuthorityList
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class AuthoritiesChanged(Event):
     module = NAME
     authorities: AuthorityList
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class SudoChanged(Event):
     module = NAME
     new_sudo: AccountId
@@ -105,7 +104,7 @@ def ensure_sudo(env: Env, who: bytes) -> None:
 module = Module(NAME)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class SetAuthorities(Struct):
     authorities: AuthorityList
 
@@ -129,7 +128,7 @@ def set_authorities(env: Env, who: AccountId, args: SetAuthorities) -> None:
     env.emit(AuthoritiesChangeScheduled(effective_at, args.authorities))
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class SetSudo(Struct):
     new_sudo: AccountId
 
