@@ -201,14 +201,24 @@ def build_blocks(args: argparse.Namespace, workdir: Path, block_file: Path) -> d
 # Importing them (runs in its own process)
 
 
-def single_core_verify_rate(samples: int = 4000) -> float:
+def single_core_verify_rate(rounds: int = 5, samples: int = 2000) -> float:
+    """ed25519 verifications per second on one core: the best of ``rounds`` rounds.
+
+    The best round is the one least disturbed by other work on the machine, as
+    ``timeit`` takes the minimum; the import benchmark measures it before and
+    after the import and keeps the higher, so the ratio is not flattered by a
+    verify rate measured in a slow moment.
+    """
     key = dev_keypair("bob")
     message = bytes(180)
     signature = key.sign(message)
-    started = time.perf_counter()
-    for _ in range(samples):
-        verify(key.public, message, signature)
-    return samples / (time.perf_counter() - started)
+    best = 0.0
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for _ in range(samples):
+            verify(key.public, message, signature)
+        best = max(best, samples / (time.perf_counter() - started))
+    return best
 
 
 def anon_rss_megabytes() -> float:
@@ -252,6 +262,7 @@ def import_file(args: argparse.Namespace, workdir: Path, block_file: Path) -> di
             commit += time.perf_counter() - before_commit
             total = time.perf_counter() - started
             cpu = time.thread_time() - cpu_started
+            verify_rate = max(verify_rate, single_core_verify_rate())
             state_keys = sum(1 for _ in store.iter_state_prefix(b""))
     finally:
         workers.close()

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -224,6 +225,21 @@ def test_write_behind_import_matches_durable_import(tmp_path: Path, genesis: Gen
         assert list(a.iter_raw()) == list(b.iter_raw())
     with ChainStore.open(tmp_path / "b", genesis) as reopened:
         assert reopened.best_hash == hashes[-1]
+
+
+def test_compaction_runs_below_the_importing_threads_priority(store: ChainStore) -> None:
+    build_chain(store, 1, 1)
+    store._raw_db.compact_range()  # makes LevelDB start its background thread
+    build_chain(store, 1, 1)
+    python_threads = {t.native_id for t in threading.enumerate()}
+    niceness = {}
+    for tid in map(int, os.listdir("/proc/self/task")):
+        with open(f"/proc/self/task/{tid}/stat") as stat:
+            niceness[tid] = int(stat.read().rsplit(")", 1)[1].split()[16])
+    background = [tid for tid in niceness if tid not in python_threads]
+    assert background, "LevelDB's compaction thread is running"
+    assert all(niceness[tid] == 10 for tid in background)
+    assert niceness[threading.get_native_id()] == 0
 
 
 def test_proofs_verify_against_their_block_only(store: ChainStore) -> None:
