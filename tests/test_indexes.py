@@ -162,6 +162,10 @@ def test_stored_events_are_their_canonical_encoding(store: ChainStore) -> None:
     large = (EventRecord(7, royalties.Credited(BOB.public, 2, 1, 2**70 + 3)),
              EventRecord(None, royalties.RoyaltyPaid(2, BOB.public, 2**64, Reason.REVENUE, "")))
     assert encode_event_records(large) == codec.encode(large, EventRecords)
+    for count in (15, 16, 65536):  # each size of msgpack array header
+        many = tuple(EventRecord(i, royalties.RoyaltyPaid(i, BOB.public, i, Reason.REVENUE, ""))
+                     for i in range(count))
+        assert encode_event_records(many) == codec.encode(many, EventRecords)
     store.import_block(built.executed)
     assert store.events(built.block.hash) == events
 
