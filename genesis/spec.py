@@ -207,7 +207,7 @@ def spec_from_json(data: Any) -> ChainSpec:
             raise ChainSpecError(f"chain spec: genesis.raw.top: {e}") from None
         if b"" in state.values():
             raise ChainSpecError("chain spec: genesis.raw.top: a value is empty")
-        return ChainSpec(**common, raw=state)  # type: ignore[arg-type]
+        return ChainSpec(**common, raw=state)
     slot = _amount(genesis.get("slotDurationMs", 2000), "genesis.slotDurationMs", bits=32)
     if slot == 0:
         raise ChainSpecError("chain spec: genesis.slotDurationMs must be positive")
@@ -246,5 +246,5 @@ def spec_from_json(data: Any) -> ChainSpec:
         works.append(GenesisWork(owner, content_hash, _field(w, "kind", str, where),
                                  _field(w, "title", str, where), w.get("metadataUri", ""),
                                  creators))
-    return ChainSpec(**common, slot_duration_ms=slot, balances=tuple(balances),  # type: ignore[arg-type]
+    return ChainSpec(**common, slot_duration_ms=slot, balances=tuple(balances),
                      authorities=authorities, sudo=sudo, works=tuple(works))

@@ -24,7 +24,7 @@ import tomllib
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -66,7 +66,7 @@ from runtime.crypto import (
 )
 from runtime.extrinsic import decode_extrinsic
 from runtime.modules import licensing, provenance, system, usage
-from runtime.support import Event, EventRecord, StorageMap
+from runtime.support import EventRecord, StorageMap
 
 if TYPE_CHECKING:
     from node.service import Node
@@ -459,7 +459,7 @@ def block_to_json(block: Block) -> dict[str, Any]:
 
 
 def event_to_json(record: EventRecord) -> dict[str, Any]:
-    event = cast(Event, record.event)
+    event = record.event
     return {"extrinsicIndex": record.extrinsic_index, "module": event.module,
             "name": type(event).__name__, "data": to_json(event)}
 
