@@ -257,7 +257,8 @@ _MISSING = object()
 
 
 class FlatCache:
-    """Values of the best block's flat state recently read or written (None: absent).
+    """Values of the best block recently read or written (None: absent): of its flat
+    state, or (a second instance) of its node-side index.
 
     Runtime reads are one LevelDB get each; hot keys (accounts, counters) are
     read by almost every block, so they are served from here. The cache follows
@@ -615,9 +616,7 @@ class ChainStore:
         if writing is not None:
             writing.thread.join()
             if writing.error is not None and self._failed is None:
-                self._failed = DatabaseError(
-                    f"cannot write to the database {db_path(self.path)}: "
-                    f"{_plyvel_message(writing.error)}")
+                self._failed = self._write_failed(writing.error)
             self._writing = None
             self._nodes.pending = None
         if self._failed is not None:
@@ -1077,8 +1076,11 @@ class ChainStore:
         try:
             batch.write()
         except plyvel.Error as e:
-            raise DatabaseError(f"cannot write to the database {db_path(self.path)}: "
-                                f"{_plyvel_message(e)}") from None
+            raise self._write_failed(e) from None
+
+    def _write_failed(self, error: BaseException) -> DatabaseError:
+        return DatabaseError(f"cannot write to the database {db_path(self.path)}: "
+                             f"{_plyvel_message(error)}")
 
 
 def _lower_compaction_priority() -> bool:
