@@ -77,7 +77,10 @@ Never vote twice
     any completable-time estimate is safe to use), so even a whole network that
     restarts at once can precommit again; without it (an old record) a validator
     prevotes but precommits only after it has seen round ``r - 1`` (or a later
-    round) completable from gossiped votes.
+    round) completable from gossiped votes. It keeps the validator's own votes
+    of round ``r - 1`` as well, and re-sends them with those of round ``r``:
+    validators that restarted while still in ``r - 1`` lost them, and without
+    them that round may never become completable for them.
 
 Authority sets
     The voters are the authorities in the state of the block that enacted the
@@ -650,10 +653,17 @@ class FinalityGadget:
             recorded = record.prev_estimate
             self.prev_estimate = start if record.round == 1 else (
                 None if recorded is None else (recorded.block_hash, recorded.block_number))
-            restored = self._new_round(record.round)
-            for vote in record.votes:
-                restored.phase(vote.phase).add(vote)
-                restored.version += 1
+            # Our own votes of the recorded round and the one before: the rebroadcast
+            # re-sends them to validators still in those rounds that lost them.
+            for number, votes in ((record.round - 1, record.prev_votes),
+                                  (record.round, record.votes)):
+                if number < 1 or not votes:
+                    continue
+                restored = self._new_round(number)
+                for vote in votes:
+                    restored.phase(vote.phase).add(vote)
+                    restored.version += 1
+            self._new_round(record.round)
         else:
             self.round_number = 1
             self.prev_estimate = start
@@ -830,17 +840,20 @@ class FinalityGadget:
         voter_set, number = self.voter_set, self.round_number
         record = self.record
         votes: tuple[SignedVote, ...] = ()
+        prev_votes: tuple[SignedVote, ...] = ()
         if record is not None:
             if (record.set_id, record.round) > (voter_set.set_id, number):
                 return  # never vote in a round older than one we voted in
             if (record.set_id, record.round) == (voter_set.set_id, number):
                 if any(v.phase is phase for v in record.votes):
                     return  # already voted in this phase of this round
-                votes = record.votes
+                votes, prev_votes = record.votes, record.prev_votes
+            elif (record.set_id, record.round) == (voter_set.set_id, number - 1):
+                prev_votes = record.votes
         vote = sign_vote(self.key, phase, number, voter_set.set_id, target[0], target[1])
         estimate = None if self.prev_estimate is None else BlockId(*self.prev_estimate)
         self.record = VoterRecord(voter_set.set_id, voter_set.start_hash, voter_set.start_number,
-                                  number, votes + (vote,), estimate)
+                                  number, votes + (vote,), estimate, prev_votes)
         self._outbox.append(vote)
         log.debug("Round %d: %s #%d (%s)", number, phase.value, target[1], short_hash(target[0]))
 
@@ -1127,7 +1140,17 @@ class FinalityGadget:
         except FileNotFoundError:
             return None
         try:
-            record: VoterRecord = codec.decode(data, VoterRecord)
+            try:
+                record: VoterRecord = codec.decode(data, VoterRecord)
+            except codec.WrongFieldCount as e:
+                # Written before ``prev_votes`` existed: six items, read as with none.
+                try:
+                    legacy = codec.unpack_trusted(data)
+                except ValueError:
+                    raise e from None
+                if not isinstance(legacy, list) or len(legacy) != 6:
+                    raise
+                record = codec.decode(codec.pack([*legacy, []]), VoterRecord)
         except codec.DecodeError as e:
             # Refuse to guess: voting without knowing our past votes could equivocate.
             raise RuntimeError(f"the finality vote record {self.record_path} is corrupt ({e}); "

@@ -24,7 +24,10 @@ What a vote signs
 :class:`VoterRecord`
     node-local (not consensus, never gossiped): what a validator writes durably
     before sending a vote, so that after a restart it never signs a conflicting
-    vote in a round it already voted in.
+    vote in a round it already voted in, and can re-send its votes of that round
+    and the one before. Wire form ``[set_id, set_start_hash, set_start_number,
+    round, votes, prev_estimate, prev_votes]``; a record written before
+    ``prev_votes`` existed (six items) is read with none.
 """
 
 from __future__ import annotations
@@ -132,6 +135,9 @@ class VoterRecord(Struct):
     #: The estimate of the round before, as seen when it was completable (lets a whole
     #: network that restarted at once precommit again without the lost rounds' votes).
     prev_estimate: BlockId | None = None
+    #: Its votes in round ``round - 1``, if it voted there: re-sent after a restart, for
+    #: validators that are still in that round and lost them (restarted themselves).
+    prev_votes: Annotated[tuple[SignedVote, ...], Tuple(2)] = ()
 
 
 # Build the codecs now: building one lazily is not thread-safe.

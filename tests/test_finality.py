@@ -24,6 +24,7 @@ from runtime.execution import build_block, slot_owner
 from runtime.executive import SPEC_VERSION
 from runtime.extrinsic import sign_extrinsic
 from runtime.finality_types import (
+    BlockId,
     Phase,
     SignedVote,
     VoteMessage,
@@ -513,6 +514,54 @@ async def test_restart_reloads_votes_and_never_equivocates(genesis: Genesis,
             await c.restart(index)
         await c.wait_final(4)
         c.assert_safe()
+
+
+async def test_a_restarted_validator_resends_its_previous_rounds_votes(
+        genesis: Genesis, tmp_path: Path) -> None:
+    """Validators still in round r - 1 that lost a restarted validator's votes of that round
+    (because they restarted too) get them again, and can complete the round."""
+    async with cluster(genesis, tmp_path) as c:
+        await c.start()
+        await c.deliver(c.builder.chain(genesis.hash, range(1, 4)))
+        await c.wait_final(3)
+        c.stop(0, 1, 2, 3)
+        await trio.sleep(0.1)  # let a record write in flight finish
+        record = Net._read_record(c.gadget(0))
+        assert record is not None and record.round > 1
+        assert record.prev_votes, "alice voted in the round before her last one"
+        assert all(v.round == record.round - 1 and v.authority == KEYS[0].public
+                   for v in record.prev_votes)
+        already_sent = len(c.net.sent)
+        await c.restart(0)
+
+        def resent() -> bool:
+            sent = {v for s in c.net.sent[already_sent:] if s.sender == 0
+                    for v in s.message.votes}
+            return set(record.prev_votes) | set(record.votes) <= sent
+
+        await c.wait(resent, "alice re-sending her votes of both recorded rounds")
+        for index in (1, 2, 3):
+            await c.restart(index)
+        await c.deliver(c.builder.chain(c.builder.store.best_hash, range(4, 6)))
+        await c.wait_final(5)
+        c.assert_safe()
+
+
+def test_a_vote_record_from_before_prev_votes_still_loads(genesis: Genesis,
+                                                           tmp_path: Path) -> None:
+    with ChainStore.open(tmp_path / "n", genesis) as store:
+        config = NodeConfig(base_path=tmp_path / "n", authority=KEYS[0], rpc_port=None,
+                            prometheus_port=None, network=False)
+        node = Node(config, genesis, store)
+        assert node.finality is not None
+        vote = sign_vote(KEYS[0], Phase.PREVOTE, 2, 0, genesis.hash, 0)
+        record = VoterRecord(0, genesis.hash, 0, 2, (vote,), BlockId(genesis.hash, 0))
+        six_items = codec.pack(codec.to_wire(record)[:6])  # the format before prev_votes
+        node.finality.record_path.parent.mkdir(parents=True, exist_ok=True)
+        node.finality.record_path.write_bytes(six_items)
+        reloaded = FinalityGadget(node, KEYS[0])
+        assert reloaded.record == record and reloaded.record.prev_votes == ()
+        assert reloaded.round_number == 2
 
 
 async def test_corrupt_vote_record_refuses_to_start(genesis: Genesis, tmp_path: Path) -> None:
