@@ -243,6 +243,14 @@ class Cluster:
                                                                     "UnknownParent"):
                         raise
 
+    async def finalize_then_stop_all(self, genesis: Genesis, number: int) -> None:
+        """Run every validator until blocks 1..number are final, then stop them all."""
+        await self.start()
+        await self.deliver(self.builder.chain(genesis.hash, range(1, number + 1)))
+        await self.wait_final(number)
+        self.stop(*range(len(self.nodes)))
+        await trio.sleep(0.1)  # let a record write in flight finish
+
     def finalized(self, index: int) -> int:
         return self.nodes[index].finalized.number
 
@@ -521,11 +529,7 @@ async def test_a_restarted_validator_resends_its_previous_rounds_votes(
     """Validators still in round r - 1 that lost a restarted validator's votes of that round
     (because they restarted too) get them again, and can complete the round."""
     async with cluster(genesis, tmp_path) as c:
-        await c.start()
-        await c.deliver(c.builder.chain(genesis.hash, range(1, 4)))
-        await c.wait_final(3)
-        c.stop(0, 1, 2, 3)
-        await trio.sleep(0.1)  # let a record write in flight finish
+        await c.finalize_then_stop_all(genesis, 3)
         record = Net._read_record(c.gadget(0))
         assert record is not None and record.round > 1
         assert record.prev_votes, "alice voted in the round before her last one"
@@ -737,11 +741,7 @@ def test_record_keys_are_what_the_brief_says(tmp_path: Path, genesis: Genesis) -
 
 async def test_whole_network_restart_resumes_finality(genesis: Genesis, tmp_path: Path) -> None:
     async with cluster(genesis, tmp_path) as c:
-        await c.start()
-        await c.deliver(c.builder.chain(genesis.hash, range(1, 4)))
-        await c.wait_final(3)
-        c.stop(0, 1, 2, 3)
-        await trio.sleep(0.1)  # let a record write in flight finish
+        await c.finalize_then_stop_all(genesis, 3)
         records = []
         for index in range(4):
             record = Net._read_record(c.gadget(index))  # what a restart will find on disk
