@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import socket
+import urllib.error
 import urllib.request
 from typing import Any
 
 HOST = "127.0.0.1"
+# What a poll of a node's RPC raises while the node is not ready yet (not listening,
+# no answer, an answer without the field asked for): "not yet", not a failure.
+RPC_NOT_READY = (OSError, urllib.error.URLError, ValueError, KeyError, TypeError)
 
 
 def free_port() -> int:

@@ -38,8 +38,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -49,7 +47,7 @@ from typing import Any
 import pytest
 import trio
 from libp2p.peer.id import ID
-from processes import free_port, rpc_call
+from processes import RPC_NOT_READY, free_port, rpc_call
 from test_p2p import FakeChain, chain_spec, fast_config
 
 from genesis.builder import build_genesis
@@ -200,7 +198,7 @@ class Scenario:
             try:
                 if await condition():
                     return time.monotonic() - started
-            except (OSError, urllib.error.URLError, ValueError, KeyError, TypeError):
+            except RPC_NOT_READY:
                 pass
             if time.monotonic() - started > timeout:
                 pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}:\n"

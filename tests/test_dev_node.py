@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from processes import free_port
+from processes import RPC_NOT_READY, free_port
 
 from genesis import build_genesis, dev_spec
 from node.storage import ChainStore
@@ -61,7 +61,7 @@ class NodeProcess:
         """The best block number over RPC; from the log if RPC does not answer (yet)."""
         try:
             return int(self.rpc("chain_getHeader")["number"], 16)
-        except (OSError, urllib.error.URLError, ValueError, KeyError, TypeError):
+        except RPC_NOT_READY:
             numbers = [int(n) for n in re.findall(r"Imported #(\d+)", self.log)]
             return max(numbers) if numbers else None
 

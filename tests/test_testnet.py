@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from processes import free_port, rpc_call
+from processes import RPC_NOT_READY, free_port, rpc_call
 
 from runtime import codec, executive
 from runtime.codec import hex0x
@@ -227,7 +227,7 @@ class Testnet:
             try:
                 if condition():
                     return time.monotonic() - started
-            except (OSError, urllib.error.URLError, ValueError, KeyError, TypeError):
+            except RPC_NOT_READY:
                 pass
             if time.monotonic() - started > timeout:
                 pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}:\n"
