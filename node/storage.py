@@ -31,9 +31,6 @@ Keys
     ``s`` + state key           the value of the state key at the best block
                                 (the "flat state"; one get per runtime read)
     ``d`` + block hash          the block's forward diff: its whole write set
-    ``u`` + block hash          the block's undo log: the value every key in the
-                                diff had at the parent, recorded when the block
-                                was applied to the flat state
     ``i`` + index key           a node-side index entry at the best block (works
                                 by owner, licenses by holder, credit history,
                                 earnings totals …, see :mod:`node.indexes`),
@@ -46,6 +43,11 @@ Keys
     a nil value means "absent". All of them are node-local formats, not consensus.
     The index moves with the flat state: the same batch that applies a block's
     diff applies the index writes of its events, and a reorg undoes them.
+
+    A reorg undoes a retracted block's diff with the values its keys have in
+    the common ancestor's state, read from the trie: an import reads no old
+    values and writes no state undo log. (Databases from before kept one under
+    ``u``; it is ignored.)
 
 Atomicity
     Importing a block is one synced LevelDB write batch holding the block and,
@@ -86,7 +88,7 @@ from runtime.block import Block, Header, Justification
 from runtime.crypto import blake2_256
 from runtime.execution import ExecutedBlock
 from runtime.state import StateReader
-from runtime.support import EventRecord, encode_event_records
+from runtime.support import EventRecord
 from runtime.trie import EMPTY_ROOT, MissingNode, NodeStore, trie_get, trie_update
 from runtime.trie import prove as trie_prove
 
@@ -121,7 +123,7 @@ TX = b"x"
 TRIE = b"t"
 STATE = b"s"
 DIFF = b"d"
-UNDO = b"u"
+UNDO = b"u"  # no longer written (see above); reserved
 INDEX = b"i"
 INDEX_UNDO = b"v"
 
@@ -281,17 +283,17 @@ class FlatCache:
             if len(values) > self.max_entries:
                 values.popitem(last=False)
 
-    def follow(self, block_hash: bytes, changes: Iterable[tuple[bytes, bytes | None]] | None,
-               ) -> None:
+    def follow(self, block_hash: bytes, changes: Mapping[bytes, bytes | None] | None) -> None:
         """The best block is now ``block_hash``, reached by ``changes`` (None: a reorg)."""
         with self.lock:
             if changes is None:
                 self.values.clear()
             else:
                 values = self.values
-                for key, value in changes:
-                    if key in values:
-                        values[key] = value
+                # (A set intersection finds the cached keys among a block's changes
+                # in C; the order of these assignments does not matter.)
+                for key in values.keys() & changes.keys():
+                    values[key] = changes[key]
             self.block_hash = block_hash
 
 
@@ -367,23 +369,36 @@ class TrieState:
 
 
 class CachedNodeStore:
-    """The trie nodes in LevelDB, behind a small LRU cache of branches bounded in bytes.
+    """The trie nodes in LevelDB, behind a cache of branches bounded in bytes.
 
     Nodes are content-addressed and never change, so the cache is never stale.
     Only branches are cached: every update walks down through them, while a
     leaf read from disk (the neighbour an inserted key splits from) is rarely
     needed again and would only push branches out of the cache.
-    Safe to use from a worker thread while the main thread reads too.
+
+    The cache has two generations of at most half the bytes each, an
+    approximation of least-recently-used that costs one dict operation per
+    block for the new branches, instead of one per node: new and looked-up
+    branches go into the young generation; when it is full, the old generation
+    is dropped and the young one becomes old; a hit in the old generation
+    moves the node back to the young one. Safe to use from a worker thread
+    while the main thread reads too.
     """
 
     def __init__(self, db: Any, max_bytes: int = NODE_CACHE_BYTES) -> None:
         self._db_get = db.get
-        self._cache: OrderedDict[bytes, bytes] = OrderedDict()
-        self._bytes = 0
-        self._max_bytes = max_bytes
+        self._young: dict[bytes, bytes] = {}
+        self._old: dict[bytes, bytes] = {}
+        self._young_bytes = self._old_bytes = 0
+        self._generation_bytes = max_bytes // 2
         self._lock = threading.Lock()
         # The new nodes of a block whose batch is still being written.
         self.pending: dict[bytes, bytes] | None = None
+
+    @property
+    def cached_bytes(self) -> int:
+        """The size of the cached node encodings (at most ``max_bytes``)."""
+        return self._young_bytes + self._old_bytes
 
     def warm(self, root: bytes, levels: int) -> None:
         """Load the top ``levels`` levels of branches below ``root`` into the cache.
@@ -395,57 +410,46 @@ class CachedNodeStore:
         for _ in range(levels):
             below: list[bytes] = []
             for node_hash in frontier:
-                if self._bytes >= self._max_bytes:
+                if self._young_bytes >= self._generation_bytes:
                     return
                 data = self.get_node(node_hash)
                 if data is not None and data[1] == 1:  # a branch: [1, partial, children]
                     below.extend(c for c in msgpack.unpackb(data)[2] if c is not None)
             frontier = below
 
-    def remember_branches(self, nodes: dict[bytes, bytes]) -> None:
-        """Cache newly written branch nodes: the next blocks walk through them.
+    def remember_branches(self, branches: dict[bytes, bytes]) -> None:
+        """Cache newly written branch nodes: the next blocks walk through them."""
+        self._remember(branches, sum(map(len, branches.values())))
 
-        (Leaves are left out: a block touches few of the leaves it wrote.) A
-        branch's encoding starts with a 3-item array header and the kind 1.
-        """
-        if self._max_bytes <= 0:
+    def _remember(self, nodes: dict[bytes, bytes], size: int) -> None:
+        if size > self._generation_bytes:
             return
         with self._lock:
-            cache = self._cache
-            for node_hash, data in nodes.items():
-                if data[1] == 1 and node_hash not in cache:
-                    cache[node_hash] = data
-                    self._bytes += len(data)
-            while self._bytes > self._max_bytes and cache:
-                _, old = cache.popitem(last=False)
-                self._bytes -= len(old)
+            if self._young_bytes + size > self._generation_bytes:
+                self._old, self._old_bytes = self._young, self._young_bytes
+                self._young, self._young_bytes = {}, 0
+            self._young.update(nodes)
+            self._young_bytes += size
 
     def cached_node(self, node_hash: bytes) -> bytes | None:
         """The node if it is in the cache (no disk read), else None."""
-        return self._cache.get(node_hash)
+        data = self._young.get(node_hash)
+        return self._old.get(node_hash) if data is None else data
 
     def get_node(self, node_hash: bytes) -> bytes | None:
-        cache = self._cache
-        data = cache.get(node_hash)
+        data = self._young.get(node_hash)
         if data is not None:
-            try:
-                cache.move_to_end(node_hash)
-            except KeyError:  # evicted by another thread meanwhile
-                pass
             return data
-        pending = self.pending
-        if pending is not None and (data := pending.get(node_hash)) is not None:
-            return data
-        data = self._db_get(TRIE + node_hash)
-        # A branch's encoding starts with a 3-item array header and the kind 1.
-        if data is not None and self._max_bytes > 0 and data[1] == 1:
-            with self._lock:
-                if node_hash not in cache:
-                    cache[node_hash] = data
-                    self._bytes += len(data)
-                    while self._bytes > self._max_bytes and cache:
-                        _, old = cache.popitem(last=False)
-                        self._bytes -= len(old)
+        data = self._old.get(node_hash)
+        if data is None:
+            pending = self.pending
+            if pending is not None and (data := pending.get(node_hash)) is not None:
+                return data
+            data = self._db_get(TRIE + node_hash)
+            # A branch's encoding starts with a 3-item array header and the kind 1.
+            if data is None or data[1] != 1:
+                return data  # type: ignore[no-any-return]
+        self._remember({node_hash: data}, len(data))
         return data  # type: ignore[no-any-return]
 
 
@@ -836,7 +840,7 @@ class ChainStore:
         batch.put(BODY + block_hash, codec.encode(body))
         if block.justification is not None:
             batch.put(JUSTIFICATION + block_hash, codec.encode(block.justification))
-        batch.put(EVENTS + block_hash, encode_event_records(executed.events))
+        batch.put(EVENTS + block_hash, executed.events_encoded)
         put = batch.put
         for node_hash, encoding in executed.trie.new_nodes.items():
             put(TRIE + node_hash, encoding)
@@ -861,7 +865,7 @@ class ChainStore:
             self._nodes.pending = executed.trie.new_nodes
         if not self._compaction_niced:
             self._compaction_niced = _lower_compaction_priority()
-        self._nodes.remember_branches(executed.trie.new_nodes)
+        self._nodes.remember_branches(executed.trie.new_branches)
         if move is None:
             return ImportResult(block_hash, new_best=False)
         reorg = move.reorg
@@ -869,8 +873,8 @@ class ChainStore:
         if finalize:
             self._finalized_hash, self._finalized = block_hash, header
         extends = not reorg.retracted and len(reorg.enacted) == 1
-        self._flat_cache.follow(block_hash, executed.changes.items() if extends else None)
-        self._index_cache.follow(block_hash, move.indexed.items() if extends else None)
+        self._flat_cache.follow(block_hash, executed.changes if extends else None)
+        self._index_cache.follow(block_hash, move.indexed if extends else None)
         return ImportResult(block_hash, new_best=True, retracted=reorg.retracted,
                             enacted=reorg.enacted)
 
@@ -1000,13 +1004,19 @@ class ChainStore:
                 cache.remember(best_hash, key, value)
             return value  # type: ignore[return-value]
 
+        # A retracted block's state changes are undone with the values its keys have
+        # in the common ancestor's state, read from the trie (which keeps every
+        # state), so that an import writes no undo log of old values.
+        ancestor_root = (self._require_header(retracted[-1][1].parent_hash).state_root
+                         if retracted else EMPTY_ROOT)
         for block_hash, _ in retracted:
-            undo = get(UNDO + block_hash)
+            diff = get(DIFF + block_hash)
             index_undo = get(INDEX_UNDO + block_hash)
-            if undo is None or index_undo is None:
-                raise DatabaseError(f"the undo log of 0x{block_hash.hex()} is missing (corrupt?)")
-            for key, old in _unpack_pairs(undo):
-                flat[key] = old
+            if diff is None or index_undo is None:
+                raise DatabaseError(f"the diff of 0x{block_hash.hex()} is missing (corrupt?)")
+            for key, _ in _unpack_pairs(diff):
+                if key not in flat:
+                    flat[key] = trie_get(self._nodes, ancestor_root, key)
             for key, old in _unpack_pairs(index_undo):
                 indexed[key] = old
             for raw in self._extrinsics(block_hash):
@@ -1033,18 +1043,7 @@ class ChainStore:
             batch.put(INDEX_UNDO + block_hash,
                       _pack_pairs([(key, index_before[key]) for key in index_writes]))
             indexed.update(index_writes)
-            undo_pairs = []
-            cached: Mapping[bytes, Any] = self._flat_cache.values if not retracted else {}
-            for key, value in changes:
-                if key in flat:
-                    old = flat[key]
-                else:
-                    old = cached.get(key, _MISSING)
-                    if old is _MISSING:
-                        old = get(STATE + key)
-                undo_pairs.append((key, old))
-                flat[key] = value
-            batch.put(UNDO + block_hash, _pack_pairs(undo_pairs))
+            flat.update(changes)
             batch.put(_number_key(header.number), block_hash)
             location = block_hash
             for index, raw in enumerate(extrinsics):

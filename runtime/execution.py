@@ -95,6 +95,7 @@ class ExecutedBlock:
     changes: dict[bytes, bytes | None]  # the block's whole state write set
     trie: TrieUpdate  # the new root and the trie nodes to store
     events: tuple[EventRecord, ...]
+    events_encoded: bytes  # ``events`` encoded (tuple[EventRecord, ...]), as a node stores them
     weight: int
 
 
@@ -190,6 +191,7 @@ def require_extrinsics_root(block: Block, root: bytes) -> None:
 class AppliedBody:
     changes: dict[bytes, bytes | None]
     events: tuple[EventRecord, ...]
+    events_encoded: bytes
     weight: int
 
 
@@ -217,7 +219,7 @@ def apply_body(
         if weight > MAX_BLOCK_WEIGHT:
             raise BlockWeightExceeded(f"weight {weight} exceeds {MAX_BLOCK_WEIGHT}")
     finalize_block(env)
-    return AppliedBody(overlay.changes, tuple(env.events), weight)
+    return AppliedBody(overlay.changes, tuple(env.events), env.events.encoded(), weight)
 
 
 def memory_hint(state: StateReader | None) -> StateReader | None:
@@ -243,7 +245,8 @@ def commit_state_root(nodes: NodeStore, parent: Header, block: Block,
     update = trie_update(nodes, parent.state_root, body.changes, memory_hint(state))
     if update.root != block.header.state_root:
         raise BadStateRoot(f"state root mismatch in #{block.header.number}")
-    return ExecutedBlock(block, body.changes, update, body.events, body.weight)
+    return ExecutedBlock(block, body.changes, update, body.events, body.events_encoded,
+                         body.weight)
 
 
 def execute_block(
@@ -341,5 +344,6 @@ def build_block(
         author=author.public,
     )
     block = Block(header, tuple(included), seal_header(author, header))
-    executed = ExecutedBlock(block, overlay.changes, update, tuple(env.events), weight)
+    executed = ExecutedBlock(block, overlay.changes, update, tuple(env.events),
+                             env.events.encoded(), weight)
     return BuiltBlock(executed, tuple(included), tuple(invalid), tuple(deferred))

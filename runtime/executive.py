@@ -28,7 +28,7 @@ from runtime.codec import frozen_dataclass
 from runtime.extrinsic import MAX_EXTRINSIC_SIZE, Extrinsic
 from runtime.modules import balances, system, validators
 from runtime.state import Overlay, StateReader
-from runtime.support import BlockInfo, DispatchError, Env
+from runtime.support import BlockInfo, DispatchError, Env, EventLog
 
 SPEC_NAME = "opus"
 IMPL_NAME = "opus-node"
@@ -188,7 +188,7 @@ def _check(
 
 def initialize_block(state: Overlay, block: BlockInfo) -> Env:
     """Run the start-of-block hooks; returns the environment the block's extrinsics use."""
-    env = Env(state, block, [])
+    env = Env(state, block, EventLog())
     system.initialize(env)
     validators.initialize(env)
     return env
@@ -237,7 +237,7 @@ def apply_extrinsic(
 
     call_state = state.child()
     call_env = Env(call_state, env.block, env.events, index)
-    events_before = len(env.events)
+    events_before = env.events.mark()
     spec = ext.call.spec
     error: DispatchError | None = None
     try:
@@ -245,7 +245,7 @@ def apply_extrinsic(
     except DispatchError as failure:
         error, used = failure, None
         call_state.revert()
-        del env.events[events_before:]
+        env.events.truncate(events_before)
     else:
         call_state.commit()
 

@@ -18,7 +18,7 @@ import dataclasses
 import enum
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
@@ -273,24 +273,52 @@ def _encode_record(record: EventRecord) -> bytes:
     return codec.pack([record.extrinsic_index, wire(event)])
 
 
-def encode_event_records(records: Sequence[EventRecord]) -> bytes:
-    """The canonical encoding of a tuple of EventRecord, for events the runtime emitted.
+class EventLog(list[EventRecord]):
+    """The events of a block so far, in order, with their canonical encoding.
 
-    The same bytes as ``codec.encode`` with the tuple type, without re-checking
-    every field (the runtime built the events from checked values): a node
-    encodes every imported block's events. A msgpack array is its header
-    followed by its items' encodings, so the items encoded by ``Env.emit`` are
-    reused as they are.
+    Each record is encoded as it is appended, while its values are still in the
+    CPU cache: a node stores the events of every block it imports, and encoding
+    the thousands of records of a large block at its end costs about four times
+    as much (they are cold by then), as does even collecting per-record
+    encodings. The encoding grows in one buffer, so :meth:`encoded` is one copy.
+    A failed call's events are dropped with :meth:`truncate`, never ``del``.
     """
-    count = len(records)
-    if count < 16:
-        header = bytes((0x90 | count,))
-    elif count < 1 << 16:
-        header = b"\xdc" + count.to_bytes(2, "big")
-    else:
-        header = b"\xdd" + count.to_bytes(4, "big")
-    return header + b"".join([record.__dict__.get("_encoded") or _encode_record(record)
-                              for record in records])
+
+    __slots__ = ("_encoded",)
+
+    def __init__(self, records: Iterable[EventRecord] = ()) -> None:
+        super().__init__()
+        self._encoded = bytearray()
+        for record in records:
+            self.append(record)
+
+    def append(self, record: EventRecord) -> None:
+        super().append(record)
+        self._encoded += _encode_record(record)
+
+    def mark(self) -> tuple[int, int]:
+        """The log's current end, for :meth:`truncate`."""
+        return len(self), len(self._encoded)
+
+    def truncate(self, mark: tuple[int, int]) -> None:
+        """Drop every record appended since ``mark``."""
+        count, size = mark
+        del self[count:]
+        del self._encoded[size:]
+
+    def encoded(self) -> bytes:
+        """The records' canonical encoding as a tuple (``codec.encode`` of
+        ``tuple[EventRecord, ...]``) without re-checking every field: the runtime
+        built the events from checked values. A msgpack array is its header
+        followed by its items' encodings."""
+        count = len(self)
+        if count < 16:
+            header = bytes((0x90 | count,))
+        elif count < 1 << 16:
+            header = b"\xdc" + count.to_bytes(2, "big")
+        else:
+            header = b"\xdd" + count.to_bytes(4, "big")
+        return header + self._encoded
 
 
 def event_to_json(event: Event) -> dict[str, Any]:
@@ -334,18 +362,12 @@ class Env:
 
     state: Overlay
     block: BlockInfo
-    events: list[EventRecord]
+    events: EventLog
     extrinsic_index: int | None = None
     author_fees: int = 0  # fees and tips of the block so far, paid out at its end
 
     def emit(self, event: Event) -> None:
-        record = EventRecord(self.extrinsic_index, event)
-        # Encoded now, while the event is still in the CPU cache: a node stores the
-        # events of every block it imports, and encoding thousands of them at the
-        # end of a large block costs about four times as much. (Not a field:
-        # equality and the codec ignore it.)
-        record.__dict__["_encoded"] = _encode_record(record)
-        self.events.append(record)
+        self.events.append(EventRecord(self.extrinsic_index, event))
 
 
 # ---------------------------------------------------------------------------

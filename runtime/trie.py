@@ -302,6 +302,9 @@ class TrieUpdate:
 
     root: bytes
     new_nodes: dict[bytes, bytes]
+    # The branches among ``new_nodes``: a node store caches them, as the next
+    # updates walk down through them.
+    new_branches: dict[bytes, bytes]
 
 
 # Inside an update a node is handled in its wire form, the very tuple that is
@@ -323,8 +326,8 @@ class _Updater:
     prefix, so each node is visited (loaded, rebuilt, hashed) at most once.
     """
 
-    __slots__ = ("get_node", "paths", "keys", "values", "new_nodes", "pack", "cached_node",
-                 "old_value")
+    __slots__ = ("get_node", "paths", "keys", "values", "new_nodes", "new_branches", "pack",
+                 "cached_node", "old_value")
 
     def __init__(self, store: NodeStore, changes: Mapping[bytes, bytes | None],
                  old_values: StateReaderLike | None = None) -> None:
@@ -339,6 +342,7 @@ class _Updater:
         self.keys: list[bytes] = [e[1] for e in entries]
         self.values: list[bytes | None] = [e[2] for e in entries]
         self.new_nodes: dict[bytes, bytes] = {}
+        self.new_branches: dict[bytes, bytes] = {}
         # One packer per update: ``msgpack.packb`` builds a new Packer on every
         # call, which costs as much as the packing. Same bytes as encode_node.
         self.pack = msgpack.Packer(use_bin_type=True).pack
@@ -360,6 +364,8 @@ class _Updater:
         encoding = self.pack(sub)
         h = _blake2b(encoding, digest_size=HASH_LENGTH).digest()
         self.new_nodes[h] = encoding
+        if sub[0] == _BRANCH:
+            self.new_branches[h] = encoding
         return h
 
     def inserts(self, lo: int, hi: int) -> list[tuple[bytes, bytes, bytes]]:
@@ -557,9 +563,11 @@ class _Updater:
             if j - i == 1:
                 path, key, value = items[i]
                 encoding = pack((_LEAF, path[at + 1 :], key, value))
+                h = _blake2b(encoding, digest_size=HASH_LENGTH).digest()
             else:
                 encoding = pack(self.build_branch(items, i, j, at + 1))
-            h = _blake2b(encoding, digest_size=HASH_LENGTH).digest()
+                h = _blake2b(encoding, digest_size=HASH_LENGTH).digest()
+                self.new_branches[h] = encoding
             new_nodes[h] = encoding
             slots[nibble] = h
             i = j
@@ -590,6 +598,8 @@ class _Updater:
                 encoding = pack(sub)
                 h = _blake2b(encoding, digest_size=HASH_LENGTH).digest()
                 self.new_nodes[h] = encoding
+                if sub[0] == _BRANCH:
+                    self.new_branches[h] = encoding
                 slots[index] = h
         return (_BRANCH, partial, tuple(slots))
 
@@ -621,15 +631,15 @@ def trie_update(store: NodeStore, root: bytes, changes: Mapping[bytes, bytes | N
     depends on it.
     """
     if not changes:
-        return TrieUpdate(root=root, new_nodes={})
+        return TrieUpdate(root=root, new_nodes={}, new_branches={})
     updater = _Updater(store, changes, old_values)
     start = None if root == EMPTY_ROOT else root
     result = updater.update_ref(start, 0, 0, len(updater.paths))
     if result is None:
-        return TrieUpdate(root=EMPTY_ROOT, new_nodes=updater.new_nodes)
+        return TrieUpdate(EMPTY_ROOT, updater.new_nodes, updater.new_branches)
     new_root = updater.commit(result)
     assert new_root is not None
-    return TrieUpdate(root=new_root, new_nodes=updater.new_nodes)
+    return TrieUpdate(new_root, updater.new_nodes, updater.new_branches)
 
 
 def compute_root(items: Mapping[bytes, bytes]) -> bytes:

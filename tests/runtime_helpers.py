@@ -31,6 +31,7 @@ from runtime.support import (
     DispatchError,
     Env,
     Event,
+    EventLog,
     make_call,
 )
 
@@ -129,7 +130,7 @@ class MiniChain:
 
         For checks an extrinsic cannot reach (e.g. over-long tuples the codec refuses).
         """
-        env = Env(Overlay(self.state), self.block_info(), [], 0)
+        env = Env(Overlay(self.state), self.block_info(), EventLog(), 0)
         try:
             CALLS_BY_ARGS[type(args)].handler(env, who, args)
         except DispatchError as e:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from node.storage import EventRecords
 from runtime import codec, executive, support
 from runtime.crypto import Keypair, blake2_256, dev_keypair
 from runtime.executive import (
@@ -342,6 +343,7 @@ def test_failed_call_drops_its_own_events_and_changes(
     assert outcome.error == "balances.ZeroAmount"
     assert [type(r.event).__name__ for r in events] == ["FeePaid", "ExtrinsicFailed"]
     assert events[1].event.detail == "boom"
+    assert codec.decode(events.encoded(), EventRecords) == tuple(events)  # dropped there too
     assert chain.free(DAVE.public) == 0
     assert chain.account(CHARLIE.public) == system.AccountInfo(0, START)
     assert chain.free(ALICE.public) == START - outcome.fee

@@ -27,7 +27,7 @@ from runtime.extrinsic import sign_extrinsic
 from runtime.modules import licensing, provenance, royalties, system, usage
 from runtime.modules.royalties import Reason
 from runtime.state import MemoryState
-from runtime.support import EventRecord, encode_event_records, make_call
+from runtime.support import EventLog, EventRecord, make_call
 
 ALICE, BOB, CHARLIE, DAVE, EVE, FERDIE = (
     dev_keypair(n) for n in ("alice", "bob", "charlie", "dave", "eve", "ferdie"))
@@ -158,16 +158,25 @@ def test_stored_events_are_their_canonical_encoding(store: ChainStore) -> None:
         (ALICE, provenance.UpdateMetadata(2, "ipfs://new", sha256(b"meta")))])
     events = built.executed.events
     assert len({type(r.event) for r in events}) >= 9
-    assert encode_event_records(events) == codec.encode(events, EventRecords)
-    large = (EventRecord(7, royalties.Credited(BOB.public, 2, 1, 2**70 + 3)),
-             EventRecord(None, royalties.RoyaltyPaid(2, BOB.public, 2**64, Reason.REVENUE, "")))
-    assert encode_event_records(large) == codec.encode(large, EventRecords)
-    for count in (15, 16, 65536):  # each size of msgpack array header
-        many = tuple(EventRecord(i, royalties.RoyaltyPaid(i, BOB.public, i, Reason.REVENUE, ""))
-                     for i in range(count))
-        assert encode_event_records(many) == codec.encode(many, EventRecords)
+    assert built.executed.events_encoded == codec.encode(events, EventRecords)
     store.import_block(built.executed)
     assert store.events(built.block.hash) == events
+
+
+def test_event_log_encoding_is_the_canonical_one() -> None:
+    large = (EventRecord(7, royalties.Credited(BOB.public, 2, 1, 2**70 + 3)),
+             EventRecord(None, royalties.RoyaltyPaid(2, BOB.public, 2**64, Reason.REVENUE, "")))
+    assert EventLog(large).encoded() == codec.encode(large, EventRecords)
+    for count in (0, 15, 16, 65535, 65536):  # each size of msgpack array header
+        many = tuple(EventRecord(i, royalties.RoyaltyPaid(i, BOB.public, i, Reason.REVENUE, ""))
+                     for i in range(count))
+        assert EventLog(many).encoded() == codec.encode(many, EventRecords)
+    log = EventLog(large)
+    mark = log.mark()
+    log.append(EventRecord(8, royalties.RoyaltyPaid(3, BOB.public, 1, Reason.REVENUE, "")))
+    log.truncate(mark)  # as a failed call's events are dropped
+    assert list(log) == list(large)
+    assert log.encoded() == codec.encode(large, EventRecords)
 
 
 def test_earnings_totals_add_up_and_saturate() -> None:

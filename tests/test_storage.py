@@ -592,13 +592,4 @@ def test_node_cache_is_bounded(tmp_path: Path, genesis: Genesis) -> None:
     with ChainStore.open(tmp_path, genesis, node_cache_bytes=4096) as store:
         build_chain(store, 3, 20)
         assert_consistent(store)
-        assert store.node_store._bytes <= 4096
-
-
-def test_import_speed_smoke(store: ChainStore) -> None:
-    """A block of a few hundred transfers commits in well under a second."""
-    built = make_block(store, store.best_hash,
-                       [("alice", recipient(i), 10**12) for i in range(300)])
-    started = time.perf_counter()
-    store.import_block(built.executed)
-    assert time.perf_counter() - started < 1.0
+        assert 0 < store.node_store.cached_bytes <= 4096

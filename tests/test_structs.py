@@ -13,7 +13,7 @@ from runtime import codec
 from runtime.codec import U32, U64, Bytes32, Struct, Tuple, frozen_dataclass
 from runtime.modules import balances, system
 from runtime.modules.provenance import Work, WorkKind
-from runtime.support import EventRecord, encode_event_records
+from runtime.support import EventLog, EventRecord
 
 A = b"a" * 32
 B = b"b" * 32
@@ -53,7 +53,7 @@ def test_positional_keyword_and_decoded_instances_are_equal() -> None:
     assert codec.decode(codec.encode(work), Work) == work
     record = EventRecord(0, positional)
     records_type = Annotated[tuple[EventRecord, ...], Tuple(8)]
-    assert encode_event_records([record]) == codec.encode((record,), records_type)
+    assert EventLog([record]).encoded() == codec.encode((record,), records_type)
 
 
 def test_arguments_are_checked_as_by_dataclasses() -> None:

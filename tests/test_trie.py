@@ -213,6 +213,10 @@ def test_larger_trie_random_batches() -> None:
         update = trie_update(store, root, changes)
         # new_nodes are new (a few re-created ones are allowed, not many).
         assert sum(h in old_nodes for h in update.new_nodes) <= len(update.new_nodes) // 10
+        # new_branches is exactly the branches among them (a node store caches those).
+        assert update.new_branches == {h: encoding for h, encoding in update.new_nodes.items()
+                                       if isinstance(decode_node(encoding), Branch)}
+        assert update.new_branches
         store.put_nodes(update.new_nodes)
         root = update.root
         apply_model(model, changes)

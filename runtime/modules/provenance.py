@@ -73,6 +73,7 @@ from runtime.support import (
     DispatchError,
     Env,
     Event,
+    EventLog,
     Module,
     StorageMap,
     StorageValue,
@@ -432,5 +433,5 @@ def insert_genesis_work(
         parents=(),
     )
     work_id = next_work_id.get(state)
-    register_work(Env(state, BlockInfo(0, 0, bytes(32), bytes(32)), []), owner, args)
+    register_work(Env(state, BlockInfo(0, 0, bytes(32), bytes(32)), EventLog()), owner, args)
     return work_id
