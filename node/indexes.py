@@ -120,14 +120,14 @@ def index_changes(
     """The index writes of block ``number`` with ``events`` (None deletes).
 
     ``get`` reads the index as it is before the block. If ``before`` is given, it
-    receives the value before the block of every key written (for an undo log):
-    the keys of new ids (works, terms, licenses, usage records, credit history
-    entries) are absent by construction and are not read.
+    receives the value before the block of every key written, and of no other
+    (an undo log): the keys of new ids (works, terms, licenses, usage records,
+    credit history entries) are absent by construction and are not read.
     """
     changes: dict[bytes, bytes | None] = {}
     old: dict[bytes, bytes | None] = {} if before is None else before
     counts: dict[bytes, int] = {}
-    totals: dict[bytes, int] = {}  # index key -> running total
+    added: dict[bytes, int] = {}  # totals' index key -> what the block adds to it
 
     def read(key: bytes) -> bytes | None:
         if key in old:
@@ -135,27 +135,14 @@ def index_changes(
         raw = old[key] = get(key)
         return raw
 
-    def fresh(key: bytes) -> None:
-        if key not in old:
-            old[key] = None
-
-    def add(key: bytes, amount: int) -> None:
-        total = totals.get(key)
-        if total is None:
-            raw = read(key)
-            total = 0 if raw is None else _u128_from_wire(msgpack.unpackb(raw))
-        totals[key] = min(total + amount, royalties.U128_MAX)
-
-    def put_new(key: bytes, value: bytes) -> None:
-        fresh(key)
-        changes[key] = value
-
     def move(gone: bytes, new: bytes) -> None:
         read(gone)
         read(new)
         changes[gone] = None
         changes[new] = TRUE
 
+    # (The hot path, about one indexed event per extrinsic, is inlined: new keys
+    # are absent before the block, ``old.setdefault(key, None)``.)
     reason: Reason = Reason.REVENUE
     wbo, tbw = works_by_owner.prefix, terms_by_work.prefix
     lbh, lbw = licenses_by_holder.prefix, licenses_by_work.prefix
@@ -164,6 +151,8 @@ def index_changes(
     ep, wrp, wpp = earned.prefix, work_revenue.prefix, work_paid_out.prefix
     credited_type = royalties.Credited
     indexed = _INDEXED_EVENTS
+    fresh = old.setdefault
+    add = added.get
     for record in events:
         event = record.event
         kind = type(event)
@@ -171,32 +160,50 @@ def index_changes(
             continue
         e: Any = event
         if kind is credited_type:
-            account = e.account
+            account, amount = e.account, e.amount
             seq = counts.get(account)
             if seq is None:
                 raw = read(cc + account)
                 seq = 0 if raw is None else msgpack.unpackb(raw)
             # Credit{block, extrinsic_index, source_work, via_work, amount, reason}'s wire
             # form, built directly (the event's fields were checked when it was emitted).
-            put_new(cp + account + _be64(seq), _pack([
-                number, record.extrinsic_index, e.work_id, e.via_work,
-                _u128_to_wire(e.amount), reason]))
+            key = cp + account + seq.to_bytes(8, "big")
+            fresh(key, None)
+            changes[key] = _pack([number, record.extrinsic_index, e.work_id, e.via_work,
+                                  _u128_to_wire(amount), reason])
             counts[account] = seq + 1
-            add(ep + account, e.amount)
-            add(wpp + _be64(e.work_id) + account, e.amount)
+            key = ep + account
+            added[key] = add(key, 0) + amount
+            key = wpp + e.work_id.to_bytes(8, "big") + account
+            added[key] = add(key, 0) + amount
         elif kind is royalties.RoyaltyPaid:
             reason = e.reason
-            add(wrp + _be64(e.work_id), e.amount)
+            key = wrp + e.work_id.to_bytes(8, "big")
+            added[key] = add(key, 0) + e.amount
         elif kind is provenance.WorkRegistered:
-            put_new(wbo + e.owner + _be64(e.work_id), TRUE)
+            key = wbo + e.owner + e.work_id.to_bytes(8, "big")
+            fresh(key, None)
+            changes[key] = TRUE
         elif kind is licensing.LicenseAcquired:
-            put_new(lbh + e.licensee + _be64(e.license_id), TRUE)
-            put_new(lbw + _be64(e.work_id) + _be64(e.license_id), TRUE)
+            license_id = e.license_id.to_bytes(8, "big")
+            key = lbh + e.licensee + license_id
+            fresh(key, None)
+            changes[key] = TRUE
+            key = lbw + e.work_id.to_bytes(8, "big") + license_id
+            fresh(key, None)
+            changes[key] = TRUE
         elif kind is usage.UsageRecorded:
-            put_new(ubw + _be64(e.work_id) + _be64(e.usage_id), TRUE)
-            put_new(ubl + _be64(e.license_id) + _be64(e.usage_id), TRUE)
+            usage_id = e.usage_id.to_bytes(8, "big")
+            key = ubw + e.work_id.to_bytes(8, "big") + usage_id
+            fresh(key, None)
+            changes[key] = TRUE
+            key = ubl + e.license_id.to_bytes(8, "big") + usage_id
+            fresh(key, None)
+            changes[key] = TRUE
         elif kind is licensing.TermsOffered:
-            put_new(tbw + _be64(e.work_id) + _be64(e.terms_id), TRUE)
+            key = tbw + e.work_id.to_bytes(8, "big") + e.terms_id.to_bytes(8, "big")
+            fresh(key, None)
+            changes[key] = TRUE
         elif kind is provenance.WorkTransferred:
             move(wbo + e.old_owner + _be64(e.work_id), wbo + e.new_owner + _be64(e.work_id))
         elif kind is licensing.LicenseTransferred:
@@ -204,8 +211,12 @@ def index_changes(
                  lbh + e.new_holder + _be64(e.license_id))
     for account, count in counts.items():
         changes[cc + account] = _pack(count)
-    for key, total in totals.items():
-        changes[key] = _pack(_u128_to_wire(total))
+    # Amounts are never negative, so saturating once at the end is the same as
+    # saturating after each addition.
+    for key, amount in added.items():
+        raw = read(key)
+        total = amount if raw is None else _u128_from_wire(msgpack.unpackb(raw)) + amount
+        changes[key] = _pack(_u128_to_wire(min(total, royalties.U128_MAX)))
     return changes
 
 

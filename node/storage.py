@@ -39,8 +39,9 @@ Keys
                                 block's events wrote had at the parent
     ==========================  ==================================================
 
-    A diff and an undo log are msgpack arrays of ``[key, value]`` pairs, where
-    a nil value means "absent". All of them are node-local formats, not consensus.
+    A diff and an undo log are msgpack maps of key to value, where a nil value
+    means "absent" (databases from before hold arrays of ``[key, value]`` pairs,
+    read as well). All of them are node-local formats, not consensus.
     The index moves with the flat state: the same batch that applies a block's
     diff applies the index writes of its events, and a reorg undoes them.
 
@@ -69,6 +70,7 @@ Fork choice
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections import OrderedDict
@@ -256,6 +258,7 @@ class TxLocation:
 
 
 _MISSING = object()
+_blake2b = hashlib.blake2b
 
 
 class FlatCache:
@@ -264,8 +267,8 @@ class FlatCache:
 
     Runtime reads are one LevelDB get each; hot keys (accounts, counters) are
     read by almost every block, so they are served from here. The cache follows
-    the best block: an import that extends it updates the changed keys, a reorg
-    empties it. Readers made for an older block never use it.
+    the best block: an import that extends it adds the changed keys' new values,
+    a reorg empties it. Readers made for an older block never use it.
     """
 
     def __init__(self, max_entries: int) -> None:
@@ -289,11 +292,12 @@ class FlatCache:
             if changes is None:
                 self.values.clear()
             else:
+                # The block's new values are cached too (one update in C rather
+                # than a lookup per changed key), evicting the oldest entries.
                 values = self.values
-                # (A set intersection finds the cached keys among a block's changes
-                # in C; the order of these assignments does not matter.)
-                for key in values.keys() & changes.keys():
-                    values[key] = changes[key]
+                values.update(changes)
+                for _ in range(len(values) - self.max_entries):
+                    values.popitem(last=False)
             self.block_hash = block_hash
 
 
@@ -450,19 +454,21 @@ class CachedNodeStore:
             if data is None or data[1] != 1:
                 return data  # type: ignore[no-any-return]
         self._remember({node_hash: data}, len(data))
-        return data  # type: ignore[no-any-return]
+        return data
 
 
 # ---------------------------------------------------------------------------
 # Encodings of node-local values
 
 
-def _pack_pairs(pairs: Iterable[tuple[bytes, bytes | None]]) -> bytes:
-    return msgpack.packb(list(pairs), use_bin_type=True)  # type: ignore[no-any-return]
+def _pack_pairs(pairs: Mapping[bytes, bytes | None]) -> bytes:
+    return msgpack.packb(pairs, use_bin_type=True)  # type: ignore[no-any-return]
 
 
-def _unpack_pairs(data: bytes) -> list[tuple[bytes, bytes | None]]:
-    return msgpack.unpackb(data, use_list=False)  # type: ignore[no-any-return]
+def _unpack_pairs(data: bytes) -> Iterable[tuple[bytes, bytes | None]]:
+    """Key/value pairs written by ``_pack_pairs``: a msgpack map (before: an array of pairs)."""
+    pairs = msgpack.unpackb(data, use_list=False)
+    return pairs.items() if isinstance(pairs, dict) else pairs
 
 
 def _number_key(number: int) -> bytes:
@@ -844,7 +850,7 @@ class ChainStore:
         put = batch.put
         for node_hash, encoding in executed.trie.new_nodes.items():
             put(TRIE + node_hash, encoding)
-        batch.put(DIFF + block_hash, _pack_pairs(executed.changes.items()))
+        batch.put(DIFF + block_hash, _pack_pairs(executed.changes))
 
         pending = _Pending(block_hash, header, executed.changes, block.extrinsics,
                            executed.events)
@@ -1040,14 +1046,14 @@ class ChainStore:
                 events = stored_events
             index_before: dict[bytes, bytes | None] = {}
             index_writes = index_changes(index_get, header.number, events, index_before)
-            batch.put(INDEX_UNDO + block_hash,
-                      _pack_pairs([(key, index_before[key]) for key in index_writes]))
+            batch.put(INDEX_UNDO + block_hash, _pack_pairs(index_before))
             indexed.update(index_writes)
             flat.update(changes)
             batch.put(_number_key(header.number), block_hash)
-            location = block_hash
+            put = batch.put
             for index, raw in enumerate(extrinsics):
-                batch.put(TX + blake2_256(raw), location + index.to_bytes(4, "big"))
+                tx_hash = _blake2b(raw, digest_size=32).digest()  # blake2_256, inlined
+                put(TX + tx_hash, block_hash + index.to_bytes(4, "big"))
         put, delete = batch.put, batch.delete
         for key, value in flat.items():
             if value is None:

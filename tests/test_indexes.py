@@ -100,7 +100,11 @@ def replayed_index(store: ChainStore, genesis: Genesis) -> dict[bytes, bytes]:
         assert block_hash is not None
         events = store.events(block_hash)
         assert events is not None
-        index.apply(indexes.index_changes(index.get, number, events))
+        before: dict[bytes, bytes | None] = {}
+        writes = indexes.index_changes(index.get, number, events, before)
+        # The undo log holds the old value of exactly the keys written.
+        assert before == {key: index.get(key) for key in writes}
+        index.apply(writes)
     return index.items
 
 
