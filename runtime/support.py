@@ -273,6 +273,9 @@ def _encode_record(record: EventRecord) -> bytes:
     return codec.pack([record.extrinsic_index, wire(event)])
 
 
+_list_append = list.append
+
+
 class EventLog(list[EventRecord]):
     """The events of a block so far, in order, with their canonical encoding.
 
@@ -293,7 +296,7 @@ class EventLog(list[EventRecord]):
             self.append(record)
 
     def append(self, record: EventRecord) -> None:
-        super().append(record)
+        _list_append(self, record)  # (not super(): this runs for every event)
         self._encoded += _encode_record(record)
 
     def mark(self) -> tuple[int, int]:
