@@ -1,10 +1,10 @@
 """Node-side listing indexes and earnings totals, built from each block's events.
 
 The runtime never reads these for a decision, so they are not consensus state
-and not part of the state trie: every node derives them from the events of its best chain, in the
-same write batch that imports the block (see :mod:`node.storage`, prefix
-``i``), and a reorg reverts them with the flat state. The RPC listing methods
-read them (``opus_listWorks``, ``opus_listTerms``, ``opus_listLicenses``,
+and not part of the state trie: every node derives them from the events of its
+best chain, on the store's indexer thread once a block is imported (see
+:mod:`node.indexer`, prefix ``i``), and a reorg reverts them with undo logs.
+The RPC listing methods read them (``opus_listWorks``, ``opus_listTerms``, ``opus_listLicenses``,
 ``opus_listUsage``, ``opus_getEarnings``).
 
 Each index keeps the key layout and value encoding the entries had when they

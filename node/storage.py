@@ -31,19 +31,20 @@ Keys
     ``s`` + state key           the value of the state key at the best block
                                 (the "flat state"; one get per runtime read)
     ``d`` + block hash          the block's forward diff: its whole write set
-    ``i`` + index key           a node-side index entry at the best block (works
-                                by owner, licenses by holder, credit history,
-                                earnings totals …, see :mod:`node.indexes`),
-                                derived from the best chain's events
+    ``i`` + index key           a node-side index entry at the indexed block
+                                (works by owner, licenses by holder, credit
+                                history, earnings totals …, see
+                                :mod:`node.indexes`), derived from the best
+                                chain's events by the indexer
+                                (:mod:`node.indexer`)
     ``v`` + block hash          the index undo log: the value every index key the
                                 block's events wrote had at the parent
+    ``m`` + ``indexed``         the hash of the block the index is at
     ==========================  ==================================================
 
     A diff and an undo log are msgpack maps of key to value, where a nil value
     means "absent" (databases from before hold arrays of ``[key, value]`` pairs,
     read as well). All of them are node-local formats, not consensus.
-    The index moves with the flat state: the same batch that applies a block's
-    diff applies the index writes of its events, and a reorg undoes them.
 
     A reorg undoes a retracted block's diff with the values its keys have in
     the common ancestor's state, read from the trie: an import reads no old
@@ -63,6 +64,12 @@ Atomicity
     durable=False)``): the batch stays whole, the head only lags by at most
     that one block until the next use of the store waits for it.
 
+    The node-side index is not in the import batch: once a new best block's
+    batch is written, the indexer applies its events in batches of its own, on
+    a thread of its own, with its ``indexed`` pointer (see :mod:`node.indexer`).
+    Readers of the index wait for it to catch up with the best block; after a
+    crash it resumes from its pointer.
+
 Fork choice
     The longest chain wins; a tie keeps the current best. A chain that does
     not contain the finalized block is never made best.
@@ -74,8 +81,9 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Annotated, Any
@@ -84,7 +92,10 @@ import msgpack
 import plyvel
 
 from genesis.builder import Genesis
-from node.indexes import genesis_index, index_changes
+from node.dbformat import pack_pairs, unpack_pairs
+from node.forks import NoCommonAncestor, Route, tree_route
+from node.indexer import INDEX, META_INDEXED, Indexer
+from node.indexes import genesis_index
 from runtime import codec
 from runtime.block import Block, Header, Justification
 from runtime.crypto import blake2_256
@@ -126,8 +137,7 @@ TRIE = b"t"
 STATE = b"s"
 DIFF = b"d"
 UNDO = b"u"  # no longer written (see above); reserved
-INDEX = b"i"
-INDEX_UNDO = b"v"
+# ``i`` (INDEX), ``v`` (INDEX_UNDO) and ``m`` + ``indexed``: see node.indexer
 
 META_BEST = META + b"best"
 META_FINALIZED = META + b"finalized"
@@ -144,6 +154,7 @@ BLOCK_CACHE_SIZE = 64 * 1024 * 1024
 NODE_CACHE_BYTES = 64 * 1024 * 1024
 FLAT_CACHE_ENTRIES = 50_000  # best-state values kept in memory (hot accounts, counters, works)
 INDEX_CACHE_ENTRIES = 50_000  # node-side index values kept in memory (earnings totals)
+INDEX_WAIT_SECONDS = 30.0  # how long a reader of the index waits for it to catch up
 WARM_LEVELS = 5  # trie levels loaded into the node cache at open (up to 16^4 = 65,536 branches)
 BLOOM_FILTER_BITS = 10
 # Each open table keeps its index and filter blocks in memory, and LevelDB maps open
@@ -461,16 +472,6 @@ class CachedNodeStore:
 # Encodings of node-local values
 
 
-def _pack_pairs(pairs: Mapping[bytes, bytes | None]) -> bytes:
-    return msgpack.packb(pairs, use_bin_type=True)  # type: ignore[no-any-return]
-
-
-def _unpack_pairs(data: bytes) -> Iterable[tuple[bytes, bytes | None]]:
-    """Key/value pairs written by ``_pack_pairs``: a msgpack map (before: an array of pairs)."""
-    pairs = msgpack.unpackb(data, use_list=False)
-    return pairs.items() if isinstance(pairs, dict) else pairs
-
-
 def _number_key(number: int) -> bytes:
     return CANONICAL + number.to_bytes(8, "big")
 
@@ -496,17 +497,15 @@ class _Pending:
     header: Header
     changes: dict[bytes, bytes | None]
     extrinsics: tuple[bytes, ...]
-    events: tuple[EventRecord, ...]
 
 
 @dataclass(frozen=True)
 class _Move:
-    """A move of the best chain added to a batch: the flat state's and the index's writes
+    """A move of the best chain added to a batch, and its flat-state writes
     (key: new value, None: deleted)."""
 
     reorg: Reorg
     flat: dict[bytes, bytes | None]
-    indexed: dict[bytes, bytes | None]
 
 
 class _BatchWrite:
@@ -517,17 +516,22 @@ class _BatchWrite:
     which readers made meanwhile see from memory.
     """
 
-    def __init__(self, batch: Any, flat: dict[bytes, bytes | None] | None) -> None:
+    def __init__(self, batch: Any, flat: dict[bytes, bytes | None] | None,
+                 written: Callable[[], None] | None) -> None:
         self.flat = flat
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._write, args=(batch,), name="opus-db-write")
+        self.thread = threading.Thread(target=self._write, args=(batch, written),
+                                       name="opus-db-write")
         self.thread.start()
 
-    def _write(self, batch: Any) -> None:
+    def _write(self, batch: Any, written: Callable[[], None] | None) -> None:
         try:
             batch.write()
         except BaseException as e:  # reported by ChainStore.flush, on the caller's thread
             self.error = e
+            return
+        if written is not None:
+            written()
 
 
 # ---------------------------------------------------------------------------
@@ -548,13 +552,17 @@ class ChainStore:
         self.genesis_hash = genesis_hash
         self._nodes = CachedNodeStore(db, node_cache_bytes)
         self._flat_cache = FlatCache(FLAT_CACHE_ENTRIES)
-        # Index values read by imports (credit counts, earnings totals of busy accounts).
-        self._index_cache = FlatCache(INDEX_CACHE_ENTRIES)
         self._best_hash = b""
         self._best_hash, self._best = self._load_head(META_BEST)
         self._flat_cache.follow(self._best_hash, None)
-        self._index_cache.follow(self._best_hash, None)
         self._finalized_hash, self._finalized = self._load_head(META_FINALIZED)
+        # The node-side index follows the best chain on a thread of its own. A database
+        # from before kept it in the import batches: it is at the best block.
+        indexed = db.get(META_INDEXED) or self._best_hash
+        # (Its cache holds index values read by the indexer: credit counts, earnings totals.)
+        self._indexer = Indexer(db, indexed, self._stored_header, self._stored_events,
+                                FlatCache(INDEX_CACHE_ENTRIES))
+        self._indexer.follow(self._best_hash)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -596,18 +604,24 @@ class ChainStore:
         try:
             _initialize(db, base, genesis)
             store = cls(base, db, genesis.hash, node_cache_bytes)
-            store._nodes.warm(store._best.state_root, WARM_LEVELS)
-            return store
         except BaseException:
             db.close()
             raise
+        try:
+            store._nodes.warm(store._best.state_root, WARM_LEVELS)
+        except BaseException:
+            store.close()
+            raise
+        return store
 
     def close(self) -> None:
         """Close the database (idempotent) once the last block's batch is written; the store
-        is unusable afterwards. Raises DatabaseError if that batch could not be written."""
+        is unusable afterwards. Raises DatabaseError if that batch could not be written.
+        The index may be left behind the best block: it catches up at the next open."""
         try:
             self.flush()
         finally:
+            self._indexer.close()
             if not self._raw_db.closed:
                 self._raw_db.close()
 
@@ -701,10 +715,7 @@ class ChainStore:
         return None if data is None else codec.decode(data, Justification)
 
     def events(self, block_hash: bytes) -> tuple[EventRecord, ...] | None:
-        data = self._db.get(EVENTS + block_hash)
-        if data is None:
-            return None
-        return codec.decode(data, EventRecords, max_size=MAX_EVENTS_SIZE)  # type: ignore[no-any-return]
+        return _decode_events(self._db.get(EVENTS + block_hash))
 
     def hash_at(self, number: int) -> bytes | None:
         """The hash of the best chain's block at ``number``."""
@@ -786,9 +797,31 @@ class ChainStore:
         for key, value in self._db.iterator(start=start, stop=end, include_start=include_start):
             yield key[offset:], value
 
+    def wait_indexed(self, timeout: float = INDEX_WAIT_SECONDS) -> None:
+        """Wait until the node-side index has caught up with the best block.
+
+        Raises :class:`DatabaseError` if it has not within ``timeout`` seconds, or if
+        the indexer stopped (a failed write, a corrupt database).
+        """
+        self.flush()  # a block goes to the indexer once its batch is written
+        try:
+            self._indexer.wait(timeout)
+        except TimeoutError:
+            raise DatabaseError(f"the node-side index of {db_path(self.path)} is still "
+                                f"catching up with the best block") from None
+        except Exception as e:
+            raise DatabaseError(f"the node-side index of {db_path(self.path)} stopped "
+                                f"following the chain: {type(e).__name__}: {e}") from None
+
+    @property
+    def indexer_cpu_seconds(self) -> float:
+        """CPU time the indexer thread has spent so far (for the benchmark)."""
+        return self._indexer.cpu_seconds
+
     def index_get(self, key: bytes) -> bytes | None:
         """The value of a node-side index entry at the best block (see :mod:`node.indexes`)."""
-        return self._db.get(INDEX + key)  # type: ignore[no-any-return]
+        self.wait_indexed()
+        return self._raw_db.get(INDEX + key)  # type: ignore[no-any-return]
 
     def iter_index_prefix(self, prefix: bytes, start_after: bytes | None = None,
                           ) -> Iterator[tuple[bytes, bytes]]:
@@ -796,6 +829,7 @@ class ChainStore:
 
         With ``start_after`` (for paging), only keys strictly after it.
         """
+        self.wait_indexed()
         return self._iter_prefix(INDEX, prefix, start_after)
 
     def prove(self, keys: Iterable[bytes], block_hash: bytes) -> list[bytes]:
@@ -850,24 +884,28 @@ class ChainStore:
         put = batch.put
         for node_hash, encoding in executed.trie.new_nodes.items():
             put(TRIE + node_hash, encoding)
-        batch.put(DIFF + block_hash, _pack_pairs(executed.changes))
+        batch.put(DIFF + block_hash, pack_pairs(executed.changes))
 
-        pending = _Pending(block_hash, header, executed.changes, block.extrinsics,
-                           executed.events)
+        pending = _Pending(block_hash, header, executed.changes, block.extrinsics)
         move: _Move | None = None
         best = self._best
         if header.parent_hash == self._best_hash:
             move = self._move_best(batch, [], [(block_hash, header)], pending)
         elif header.number > best.number:
-            retracted, enacted, ancestor = self._tree_route(block_hash, header, pending)
-            if ancestor.number >= self._finalized.number:
-                move = self._move_best(batch, retracted, enacted, pending)
+            route = self._tree_route(block_hash, header, pending)
+            if route.ancestor.number >= self._finalized.number:
+                move = self._move_best(batch, route.retracted, route.enacted, pending)
         if finalize and move is not None:
             batch.put(META_FINALIZED, block_hash)
+        # Once the batch is written, a new best block goes to the indexer.
+        written = None if move is None else partial(self._indexer.follow, block_hash, header,
+                                                    executed.events)
         if durable:
             self._write(batch)
+            if written is not None:
+                written()
         else:
-            self._writing = _BatchWrite(batch, None if move is None else move.flat)
+            self._writing = _BatchWrite(batch, None if move is None else move.flat, written)
             self._nodes.pending = executed.trie.new_nodes
         if not self._compaction_niced:
             self._compaction_niced = _lower_compaction_priority()
@@ -880,7 +918,6 @@ class ChainStore:
             self._finalized_hash, self._finalized = block_hash, header
         extends = not reorg.retracted and len(reorg.enacted) == 1
         self._flat_cache.follow(block_hash, executed.changes if extends else None)
-        self._index_cache.follow(block_hash, move.indexed if extends else None)
         return ImportResult(block_hash, new_best=True, retracted=reorg.retracted,
                             enacted=reorg.enacted)
 
@@ -893,18 +930,18 @@ class ChainStore:
         header = self._require_header(block_hash)
         if block_hash == self._best_hash:
             return Reorg((), ())
-        retracted, enacted, ancestor = self._tree_route(block_hash, header, None)
-        if ancestor.number < self._finalized.number:
+        route = self._tree_route(block_hash, header, None)
+        if route.ancestor.number < self._finalized.number:
             raise FinalityViolation(
                 f"#{header.number} 0x{block_hash.hex()} is not on the chain of the finalized "
                 f"block #{self._finalized.number}"
             )
         batch = self._db.write_batch(sync=True)
-        reorg = self._move_best(batch, retracted, enacted, None).reorg
+        reorg = self._move_best(batch, route.retracted, route.enacted, None).reorg
         self._write(batch)
         self._best_hash, self._best = block_hash, header
         self._flat_cache.follow(block_hash, None)
-        self._index_cache.follow(block_hash, None)
+        self._indexer.follow(block_hash)
         return reorg
 
     def set_finalized(self, block_hash: bytes) -> None:
@@ -933,8 +970,10 @@ class ChainStore:
         self._write(batch)
 
     def iter_raw(self) -> Iterator[tuple[bytes, bytes]]:
-        """Every key/value in the database, in key order (for tests and tools)."""
-        yield from self._db.iterator()
+        """Every key/value in the database, in key order, once the node-side index has
+        caught up (for tests and tools)."""
+        self.wait_indexed()
+        yield from self._raw_db.iterator()
 
     # ------------------------------------------------------------------ internals
 
@@ -944,6 +983,20 @@ class ChainStore:
             raise UnknownBlock(f"no stored block 0x{block_hash.hex()}")
         return header
 
+    # The indexer's readers: written blocks only, without waiting for a batch being written.
+
+    def _stored_header(self, block_hash: bytes) -> Header:
+        data = self._raw_db.get(HEADER + block_hash)
+        if data is None:
+            raise DatabaseError(f"the header of 0x{block_hash.hex()} is missing (corrupt?)")
+        return _decode_header(data)
+
+    def _stored_events(self, block_hash: bytes) -> tuple[EventRecord, ...]:
+        events = _decode_events(self._raw_db.get(EVENTS + block_hash))
+        if events is None:
+            raise DatabaseError(f"the events of 0x{block_hash.hex()} are missing (corrupt?)")
+        return events
+
     def _load_head(self, key: bytes) -> tuple[bytes, Header]:
         block_hash = self._db.get(key)
         header = None if block_hash is None else self.header(block_hash)
@@ -952,40 +1005,19 @@ class ChainStore:
                                 f"{key[len(META):].decode()} block (corrupt?)")
         return block_hash, header
 
-    def _tree_route(
-        self, new_hash: bytes, new_header: Header, pending: _Pending | None
-    ) -> tuple[list[tuple[bytes, Header]], list[tuple[bytes, Header]], Header]:
-        """The blocks from the best block back to the common ancestor with ``new_hash`` (newest
-        first), from there up to ``new_hash`` (oldest first), and the ancestor's header."""
+    def _tree_route(self, new_hash: bytes, new_header: Header, pending: _Pending | None
+                    ) -> Route:
+        """The route from the best block to ``new_hash`` (see :func:`node.forks.tree_route`)."""
 
         def lookup(block_hash: bytes) -> Header:
             if pending is not None and block_hash == pending.hash:
                 return pending.header
             return self._require_header(block_hash)
 
-        old_hash, old = self._best_hash, self._best
-        retracted: list[tuple[bytes, Header]] = []
-        enacted: list[tuple[bytes, Header]] = []
-        new_h, new = new_hash, new_header
-        while old.number > new.number:
-            retracted.append((old_hash, old))
-            old_hash = old.parent_hash
-            old = lookup(old_hash)
-        while new.number > old.number:
-            enacted.append((new_h, new))
-            new_h = new.parent_hash
-            new = lookup(new_h)
-        while old_hash != new_h:
-            if old.number == 0:
-                raise DatabaseError("two stored chains do not share the genesis block")
-            retracted.append((old_hash, old))
-            old_hash = old.parent_hash
-            old = lookup(old_hash)
-            enacted.append((new_h, new))
-            new_h = new.parent_hash
-            new = lookup(new_h)
-        enacted.reverse()
-        return retracted, enacted, old
+        try:
+            return tree_route(lookup, self._best_hash, self._best, new_hash, new_header)
+        except NoCommonAncestor as e:
+            raise DatabaseError(str(e)) from None
 
     def _move_best(
         self,
@@ -994,22 +1026,11 @@ class ChainStore:
         enacted: list[tuple[bytes, Header]],
         pending: _Pending | None,
     ) -> _Move:
-        """Add to ``batch`` the move of the best chain: flat state, indexes, best pointer."""
+        """Add to ``batch`` the move of the best chain: flat state, canonical and
+        transaction indexes, best pointer. (The node-side index follows later: see
+        :mod:`node.indexer`.)"""
         get = self._db.get
         flat: dict[bytes, bytes | None] = {}
-        indexed: dict[bytes, bytes | None] = {}  # the index entries as the batch leaves them
-        cache, best_hash = self._index_cache, self._best_hash
-        cached_index = cache.values if cache.block_hash == best_hash else {}
-
-        def index_get(key: bytes) -> bytes | None:
-            if key in indexed:
-                return indexed[key]
-            value = cached_index.get(key, _MISSING)
-            if value is _MISSING:
-                value = get(INDEX + key)
-                cache.remember(best_hash, key, value)
-            return value  # type: ignore[return-value]
-
         # A retracted block's state changes are undone with the values its keys have
         # in the common ancestor's state, read from the trie (which keeps every
         # state), so that an import writes no undo log of old values.
@@ -1017,58 +1038,42 @@ class ChainStore:
                          if retracted else EMPTY_ROOT)
         for block_hash, _ in retracted:
             diff = get(DIFF + block_hash)
-            index_undo = get(INDEX_UNDO + block_hash)
-            if diff is None or index_undo is None:
+            if diff is None:
                 raise DatabaseError(f"the diff of 0x{block_hash.hex()} is missing (corrupt?)")
-            for key, _ in _unpack_pairs(diff):
+            for key, _ in unpack_pairs(diff):
                 if key not in flat:
                     flat[key] = trie_get(self._nodes, ancestor_root, key)
-            for key, old in _unpack_pairs(index_undo):
-                indexed[key] = old
             for raw in self._extrinsics(block_hash):
                 batch.delete(TX + blake2_256(raw))
         old_number = self._best.number
         new_number = enacted[-1][1].number if enacted else self._best.number - len(retracted)
         for number in range(new_number + 1, old_number + 1):
             batch.delete(_number_key(number))
+        put = batch.put
         for block_hash, header in enacted:
             if pending is not None and block_hash == pending.hash:
                 changes: Iterable[tuple[bytes, bytes | None]] = pending.changes.items()
                 extrinsics = pending.extrinsics
-                events = pending.events
             else:
                 diff = get(DIFF + block_hash)
-                stored_events = self.events(block_hash)
-                if diff is None or stored_events is None:
+                if diff is None:
                     raise DatabaseError(f"the diff of 0x{block_hash.hex()} is missing (corrupt?)")
-                changes = _unpack_pairs(diff)
+                changes = unpack_pairs(diff)
                 extrinsics = self._extrinsics(block_hash)
-                events = stored_events
-            index_before: dict[bytes, bytes | None] = {}
-            index_writes = index_changes(index_get, header.number, events, index_before)
-            batch.put(INDEX_UNDO + block_hash, _pack_pairs(index_before))
-            indexed.update(index_writes)
             flat.update(changes)
-            batch.put(_number_key(header.number), block_hash)
-            put = batch.put
+            put(_number_key(header.number), block_hash)
             for index, raw in enumerate(extrinsics):
                 tx_hash = _blake2b(raw, digest_size=32).digest()  # blake2_256, inlined
                 put(TX + tx_hash, block_hash + index.to_bytes(4, "big"))
-        put, delete = batch.put, batch.delete
+        delete = batch.delete
         for key, value in flat.items():
             if value is None:
                 delete(STATE + key)
             else:
                 put(STATE + key, value)
-        for key, value in indexed.items():
-            if value is None:
-                delete(INDEX + key)
-            else:
-                put(INDEX + key, value)
         new_best = enacted[-1][0] if enacted else retracted[-1][1].parent_hash
-        batch.put(META_BEST, new_best)
-        return _Move(Reorg(tuple(h for h, _ in retracted), tuple(h for h, _ in enacted)), flat,
-                     indexed)
+        put(META_BEST, new_best)
+        return _Move(Reorg(tuple(h for h, _ in retracted), tuple(h for h, _ in enacted)), flat)
 
     def _extrinsics(self, block_hash: bytes) -> tuple[bytes, ...]:
         data = self._db.get(BODY + block_hash)
@@ -1129,6 +1134,12 @@ def _decode_header(data: bytes) -> Header:
     return codec.decode(data, Header)  # type: ignore[no-any-return]
 
 
+def _decode_events(data: bytes | None) -> tuple[EventRecord, ...] | None:
+    if data is None:
+        return None
+    return codec.decode(data, EventRecords, max_size=MAX_EVENTS_SIZE)  # type: ignore[no-any-return]
+
+
 def _initialize(db: Any, base: Path, genesis: Genesis) -> None:
     """Write the genesis block into an empty database, or check an existing one."""
     stored = db.get(META_GENESIS)
@@ -1158,6 +1169,7 @@ def _initialize(db: Any, base: Path, genesis: Genesis) -> None:
         batch.put(STATE + key, value)
     for key, value in genesis_index(genesis.state).items():
         batch.put(INDEX + key, value)
+    batch.put(META_INDEXED, genesis_hash)
     batch.put(_number_key(0), genesis_hash)
     batch.put(META_BEST, genesis_hash)
     batch.put(META_FINALIZED, genesis_hash)

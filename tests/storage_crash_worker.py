@@ -19,14 +19,16 @@ import sys
 from collections.abc import Sequence
 
 from genesis import Genesis, build_genesis, dev_spec
+from node import indexes
 from node.blockfile import import_blocks
 from node.storage import ChainStore
 from runtime import codec
-from runtime.crypto import dev_keypair
+from runtime.crypto import dev_keypair, sha256
 from runtime.execution import BuiltBlock, build_block, execute_block
 from runtime.executive import SPEC_VERSION
 from runtime.extrinsic import sign_extrinsic
-from runtime.modules import balances, system
+from runtime.modules import balances, provenance, system
+from runtime.state import MemoryState
 from runtime.support import make_call
 
 SLOT_MS = 2000
@@ -52,6 +54,33 @@ def transfer_extrinsics(store: ChainStore, parent_hash: bytes,
         nonces[sender] += 1
         out.append(codec.encode(ext))
     return out
+
+
+def registration_extrinsic(store: ChainStore, parent_hash: bytes, sender: str,
+                           title: str) -> bytes:
+    """A signed registration of a new text work by ``sender`` (which the index lists)."""
+    key = dev_keypair(sender)
+    nonce = system.account_info(store.state_at(parent_hash), key.public).nonce
+    args = provenance.RegisterWork(sha256(title.encode()), provenance.WorkKind.TEXT, title, "",
+                                   None, (provenance.Split(key.public, 10_000),), ())
+    return codec.encode(sign_extrinsic(key, make_call(args), nonce, store.genesis_hash,
+                                       SPEC_VERSION))
+
+
+def replayed_index(store: ChainStore, genesis: Genesis) -> dict[bytes, bytes]:
+    """The node-side index folded from scratch over the best chain's stored events."""
+    index = MemoryState(indexes.genesis_index(genesis.state))
+    for number in range(1, store.best_header.number + 1):
+        block_hash = store.hash_at(number)
+        assert block_hash is not None
+        events = store.events(block_hash)
+        assert events is not None
+        before: dict[bytes, bytes | None] = {}
+        writes = indexes.index_changes(index.get, number, events, before)
+        # The undo log holds the old value of exactly the keys written.
+        assert before == {key: index.get(key) for key in writes}
+        index.apply(writes)
+    return index.items
 
 
 def make_block(store: ChainStore, parent_hash: bytes, transfers: Sequence[Transfer] = (), *,

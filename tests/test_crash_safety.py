@@ -23,7 +23,13 @@ import time
 from pathlib import Path
 
 import pytest
-from storage_crash_worker import dev_genesis, make_block, recipient
+from storage_crash_worker import (
+    dev_genesis,
+    make_block,
+    recipient,
+    registration_extrinsic,
+    replayed_index,
+)
 
 from genesis import Genesis
 from node.blockfile import export_blocks
@@ -45,6 +51,12 @@ def build_block_file(tmp_path: Path, genesis: Genesis) -> tuple[Path, list[bytes
     path = tmp_path / "chain.blocks"
     with ChainStore.open(tmp_path / "builder", genesis) as builder:
         for n in range(BLOCKS):
+            if n % 5 == 0:  # a work registration, which the node-side index lists
+                registration = registration_extrinsic(builder, builder.best_hash,
+                                                      SENDERS[n % len(SENDERS)], f"work {n}")
+                built = make_block(builder, builder.best_hash, extrinsics=[registration])
+                assert builder.import_block(built.executed).new_best
+                continue
             count = rng.choice((1, 4, 16, 48))
             transfers = [(SENDERS[(n + i) % len(SENDERS)], recipient(rng.randrange(1000)),
                           10**9 + rng.randrange(10**9)) for i in range(count)]
@@ -74,6 +86,8 @@ def check_database(base: Path, genesis: Genesis, hashes: list[bytes]) -> int:
         trie = dict(trie_items(store.node_store, best.state_root))
         assert compute_root(trie) == best.state_root
         assert dict(store.iter_state_prefix(b"")) == trie
+        # The node-side index, whatever it had reached, catches up with the best block.
+        assert dict(store.iter_index_prefix(b"")) == replayed_index(store, genesis)
         return number
 
 

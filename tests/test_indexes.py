@@ -11,13 +11,15 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import plyvel
 import pytest
-from storage_crash_worker import SLOT_MS
+from storage_crash_worker import SLOT_MS, replayed_index
 
 from genesis import Genesis, build_genesis, dev_spec
 from genesis.spec import GenesisWork
 from node import indexes
-from node.storage import ChainStore, EventRecords
+from node.indexer import META_INDEXED
+from node.storage import ChainStore, DatabaseError, EventRecords, db_path
 from runtime import codec
 from runtime.codec import Struct
 from runtime.crypto import dev_keypair, sha256
@@ -90,22 +92,6 @@ def register_args(name: bytes, owner: object) -> provenance.RegisterWork:
 
 def index_of(store: ChainStore) -> dict[bytes, bytes]:
     return dict(store.iter_index_prefix(b""))
-
-
-def replayed_index(store: ChainStore, genesis: Genesis) -> dict[bytes, bytes]:
-    """The index folded from scratch over the best chain's events."""
-    index = MemoryState(indexes.genesis_index(genesis.state))
-    for number in range(1, store.best_header.number + 1):
-        block_hash = store.hash_at(number)
-        assert block_hash is not None
-        events = store.events(block_hash)
-        assert events is not None
-        before: dict[bytes, bytes | None] = {}
-        writes = indexes.index_changes(index.get, number, events, before)
-        # The undo log holds the old value of exactly the keys written.
-        assert before == {key: index.get(key) for key in writes}
-        index.apply(writes)
-    return index.items
 
 
 def assert_no_index_in_state(store: ChainStore) -> None:
@@ -270,3 +256,40 @@ def test_index_survives_reopen(tmp_path: Path, genesis: Genesis) -> None:
     with ChainStore.open(tmp_path, genesis) as store:
         assert index_of(store) == saved
         assert indexes.works_by_owner.key((BOB.public, 2)) in saved
+
+
+def test_index_catches_up_after_a_stop_and_says_when_it_cannot(
+        tmp_path: Path, genesis: Genesis) -> None:
+    """The index follows the chain on its own thread; if the node stops before it caught
+    up (a crash, in effect), the next open catches up from the stored events."""
+    with ChainStore.open(tmp_path, genesis) as store:
+        store.import_block(block_of(store, store.best_hash,
+                                    [(BOB, register_args(b"x", BOB))]).executed)
+        assert indexes.works_by_owner.key((BOB.public, 2)) in index_of(store)
+        store._indexer.close()  # the node dies with its indexer behind
+        for name in (b"y", b"z"):
+            store.import_block(block_of(store, store.best_hash,
+                                        [(CHARLIE, register_args(name, CHARLIE))]).executed)
+        with pytest.raises(DatabaseError, match="stopped following the chain"):
+            index_of(store)  # a clear error, not a stale answer or a hang
+    with ChainStore.open(tmp_path, genesis) as store:
+        caught_up = index_of(store)
+        assert caught_up == replayed_index(store, genesis)
+        assert indexes.works_by_owner.key((CHARLIE.public, 4)) in caught_up
+
+
+def test_a_database_without_the_index_pointer_is_indexed_at_its_best_block(
+        tmp_path: Path, genesis: Genesis) -> None:
+    """Databases from before the indexer kept the index in the import batches."""
+    with ChainStore.open(tmp_path, genesis) as store:
+        store.import_block(block_of(store, store.best_hash,
+                                    [(BOB, register_args(b"x", BOB))]).executed)
+        saved = index_of(store)
+    db = plyvel.DB(str(db_path(tmp_path)))
+    db.delete(META_INDEXED)
+    db.close()
+    with ChainStore.open(tmp_path, genesis) as store:
+        assert index_of(store) == saved
+        store.import_block(block_of(store, store.best_hash,
+                                    [(DAVE, register_args(b"w", DAVE))]).executed)
+        assert index_of(store) == replayed_index(store, genesis)
