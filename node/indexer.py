@@ -42,9 +42,9 @@ __all__ = ["INDEX", "INDEX_UNDO", "META_INDEXED", "Indexer"]
 INDEX = b"i"  # + index key: an index entry at the indexed block
 INDEX_UNDO = b"v"  # + block hash: the index undo log of the block
 META_INDEXED = b"mindexed"  # the hash of the block the index is at
-# Blocks whose events the store hands over in memory; beyond this many the indexer
-# (far behind) reads the events from the database instead.
-RECENT_BLOCKS = 64
+# Blocks whose events the store hands over in memory (a full block's are a few MB);
+# beyond this many the indexer, far behind, reads the events from the database instead.
+RECENT_BLOCKS = 8
 
 Events = tuple[EventRecord, ...]
 
