@@ -273,19 +273,21 @@ _blake2b = hashlib.blake2b
 
 
 class FlatCache:
-    """Values of the best block recently read or written (None: absent): of its flat
-    state, or (a second instance) of its node-side index.
+    """Values of a block recently read or written (None: absent): of the best block's
+    flat state, or (a second instance) of the indexed block's node-side index.
 
     Runtime reads are one LevelDB get each; hot keys (accounts, counters) are
     read by almost every block, so they are served from here. The cache follows
-    the best block: an import that extends it adds the changed keys' new values,
-    a reorg empties it. Readers made for an older block never use it.
+    its block: a block that extends it updates the changed keys (``cache_writes``:
+    adds all of them, as a block's new state values are often read by the
+    next), a reorg empties it. Readers made for an older block never use it.
     """
 
-    def __init__(self, max_entries: int) -> None:
+    def __init__(self, max_entries: int, *, cache_writes: bool) -> None:
         self.block_hash = b""
         self.values: OrderedDict[bytes, bytes | None] = OrderedDict()
         self.max_entries = max_entries
+        self.cache_writes = cache_writes
         self.lock = threading.Lock()
 
     def remember(self, block_hash: bytes, key: bytes, value: bytes | None) -> None:
@@ -302,13 +304,18 @@ class FlatCache:
         with self.lock:
             if changes is None:
                 self.values.clear()
-            else:
-                # The block's new values are cached too (one update in C rather
-                # than a lookup per changed key), evicting the oldest entries.
+            elif self.cache_writes:
+                # (One update in C, evicting the oldest entries.)
                 values = self.values
                 values.update(changes)
                 for _ in range(len(values) - self.max_entries):
                     values.popitem(last=False)
+            else:
+                values = self.values
+                # (A set intersection finds the cached keys among the changes in C;
+                # the order of these assignments does not matter.)
+                for key in values.keys() & changes.keys():
+                    values[key] = changes[key]
             self.block_hash = block_hash
 
 
@@ -551,7 +558,7 @@ class ChainStore:
         self._failed: DatabaseError | None = None
         self.genesis_hash = genesis_hash
         self._nodes = CachedNodeStore(db, node_cache_bytes)
-        self._flat_cache = FlatCache(FLAT_CACHE_ENTRIES)
+        self._flat_cache = FlatCache(FLAT_CACHE_ENTRIES, cache_writes=True)
         self._best_hash = b""
         self._best_hash, self._best = self._load_head(META_BEST)
         self._flat_cache.follow(self._best_hash, None)
@@ -559,9 +566,10 @@ class ChainStore:
         # The node-side index follows the best chain on a thread of its own. A database
         # from before kept it in the import batches: it is at the best block.
         indexed = db.get(META_INDEXED) or self._best_hash
-        # (Its cache holds index values read by the indexer: credit counts, earnings totals.)
+        # (Its cache holds index values the indexer reads: credit counts, earnings totals;
+        # most index writes are new entries that no block reads again.)
         self._indexer = Indexer(db, indexed, self._stored_header, self._stored_events,
-                                FlatCache(INDEX_CACHE_ENTRIES))
+                                FlatCache(INDEX_CACHE_ENTRIES, cache_writes=False))
         self._indexer.follow(self._best_hash)
 
     # ------------------------------------------------------------------ lifecycle
