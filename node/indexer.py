@@ -72,11 +72,6 @@ class Indexer:
         self._thread = threading.Thread(target=self._run, name="opus-indexer", daemon=True)
         self._thread.start()
 
-    @property
-    def tip(self) -> bytes:
-        """The hash of the block the stored index is at."""
-        return self._tip
-
     def follow(self, block_hash: bytes, header: Header | None = None,
                events: Events | None = None) -> None:
         """The best block is now ``block_hash``, whose batch is written: index up to it.
