@@ -1,9 +1,10 @@
 """Peer bookkeeping: what we know of each peer, its reputation, bans and dial back-off.
 
 Reputation works like Substrate's: every peer starts at 0; misbehaviour costs
-points (:class:`Penalty`), the score decays back towards 0 (half-life
-``SCORE_HALF_LIFE_S``), and a peer whose score falls to ``BAN_THRESHOLD`` or
-below is disconnected and banned for ``ban_seconds``. A banned peer's
+points (:class:`Penalty`), the score decays back towards 0 once per whole second
+(half-life ``SCORE_HALF_LIFE_S``; so misbehaviour within the same second adds up
+exactly: two bad blocks at once reach -400), and a peer whose score falls to
+``BAN_THRESHOLD`` or below is disconnected and banned for ``ban_seconds``. A banned peer's
 connections are closed on sight and it is not dialled until the ban expires.
 """
 
@@ -119,18 +120,28 @@ class Reputation:
         self._bans: dict[str, float] = {}  # peer -> ban expiry (clock time)
 
     def score(self, peer_id: str) -> float:
+        return self._decayed(peer_id)[0]
+
+    def _decayed(self, peer_id: str) -> tuple[float, float]:
+        """The peer's score now, and the clock time of its last decay tick.
+
+        The score decays once per whole second since the last tick, which is
+        carried forward by whole seconds (penalties less than a second apart
+        still decay over time).
+        """
         entry = self._scores.get(peer_id)
         if entry is None:
-            return 0.0
+            return 0.0, self._clock()
         value, at = entry
-        return value * math.pow(0.5, (self._clock() - at) / self.half_life)
+        ticks = math.floor(self._clock() - at)
+        return value * math.pow(0.5, ticks / self.half_life), at + ticks
 
     def penalize(self, peer_id: str, penalty: Penalty | int, reason: str = "") -> bool:
         """Lower the peer's score; True if it just crossed the ban threshold."""
-        now = self._clock()
         cost = penalty.cost if isinstance(penalty, Penalty) else int(penalty)
-        new = self.score(peer_id) - cost
-        self._scores[peer_id] = (new, now)
+        value, at = self._decayed(peer_id)
+        new = value - cost
+        self._scores[peer_id] = (new, at)
         name = penalty.name if isinstance(penalty, Penalty) else str(penalty)
         log.warning("👮 Peer %s penalized (%s%s): reputation %.0f", peer_id, name,
                     f": {reason}" if reason else "", new)

@@ -313,6 +313,28 @@ def test_reputation_bans_below_threshold_and_decays() -> None:
     assert not reputation.is_banned("p") and reputation.score("p") == 0
 
 
+def test_reputation_adds_up_within_a_second_and_decays_per_second() -> None:
+    now = [100.0]
+    reputation = Reputation(ban_threshold=-400, ban_seconds=10, half_life=60,
+                            clock=lambda: now[0])
+    # Two bad blocks in the same second reach the threshold exactly: banned.
+    assert not reputation.penalize("burst", Penalty.BAD_SEAL)
+    now[0] = 100.6
+    assert reputation.score("burst") == -200
+    assert reputation.penalize("burst", Penalty.BAD_SEAL)
+    # Two seconds apart, the first has decayed a little: not banned.
+    assert not reputation.penalize("slow", Penalty.BAD_SEAL)
+    now[0] = 102.6
+    assert not reputation.penalize("slow", Penalty.BAD_SEAL)
+    assert -400 < reputation.score("slow") < -390  # -200 * 0.5 ** (2 / 60) - 200
+    # Penalties less than a second apart still decay: the sub-second rest carries over.
+    now[0] = 200.0
+    for _ in range(10):
+        reputation.penalize("drip", Penalty.REQUEST_FAILED)
+        now[0] += 0.9
+    assert -97 < reputation.score("drip") < -90  # decayed over 9 ticks, not a flat -100
+
+
 def test_backoff_grows_exponentially_and_resets() -> None:
     backoff = Backoff(1.0, 8.0, jitter=0.0)
     assert [backoff.next_delay() for _ in range(5)] == [1.0, 2.0, 4.0, 8.0, 8.0]
