@@ -48,6 +48,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import takewhile
 from typing import Literal, NamedTuple
 
 from runtime import codec, executive
@@ -380,12 +381,25 @@ class TransactionPool:
         return Removal(tx_hash, status, reason)
 
     def _ban(self, tx_hash: bytes) -> None:
-        self._banned[tx_hash] = self._block_number + self.ban_blocks
+        banned = self._banned
+        banned.pop(tx_hash, None)  # (re-inserted last: the bans stay in expiry order)
+        banned[tx_hash] = self._block_number + self.ban_blocks
 
     def _new_block(self, number: int) -> None:
-        """Move the pool's clock to ``number`` (the next block) and forget expired bans."""
+        """Move the pool's clock to ``number`` (the next block) and forget expired bans.
+
+        Bans are kept in the order they expire (each lasts ``ban_blocks`` from the
+        block it was made at), so the expired ones are the first few: every
+        included transaction is banned, and a busy pool holds tens of thousands.
+        (After a reorg to a lower block a later ban may expire first; it is
+        forgotten when the ones before it are, and ``is_banned`` checks the
+        expiry meanwhile.)
+        """
         self._block_number = number
-        self._banned = {h: until for h, until in self._banned.items() if until > number}
+        banned = self._banned
+        expired = list(takewhile(lambda ban: ban[1] <= number, banned.items()))
+        for tx_hash, _ in expired:
+            del banned[tx_hash]
 
     def _insert(self, tx: PooledTransaction, account_nonce: int) -> None:
         self._txs[tx.tx_hash] = tx

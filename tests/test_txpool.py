@@ -302,6 +302,31 @@ def test_rejected_tx_is_banned_for_ban_blocks(chain: Chain) -> None:
     assert len(pool) == 0
 
 
+def test_bans_expire_in_their_own_order(chain: Chain) -> None:
+    pool = TransactionPool(ban_blocks=3)
+
+    def forged(nonce: int) -> bytes:
+        raw = bytearray(chain.tx(ALICE, nonce))
+        raw[40] ^= 1  # inside the signature
+        return bytes(raw)
+
+    def submit(raw: bytes, number: int) -> type[Exception]:
+        block = BlockInfo(number, 0, bytes(32), chain.head.hash)
+        pool.on_block_imported([], chain.state, block, chain.genesis_hash)  # forgets expired bans
+        with pytest.raises((PoolRejected, TemporarilyBanned)) as info:
+            pool.submit(raw, chain.state, block, chain.genesis_hash)
+        return info.type
+
+    first, second = forged(0), forged(1)
+    assert submit(first, 1) is PoolRejected  # banned for blocks 1..3
+    assert submit(second, 2) is PoolRejected  # banned for blocks 2..4
+    assert submit(first, 4) is PoolRejected  # over: rejected again, banned for 4..6
+    assert submit(second, 4) is TemporarilyBanned
+    assert submit(second, 5) is PoolRejected  # over (and banned again for 5..7)
+    assert submit(first, 6) is TemporarilyBanned  # the second ban still holds
+    assert submit(first, 7) is PoolRejected
+
+
 def test_stale_nonce_is_rejected_then_banned(chain: Chain) -> None:
     pool = TransactionPool()
     chain.import_into(pool, [chain.tx(ALICE, 0)])
