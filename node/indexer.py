@@ -140,8 +140,9 @@ class Indexer:
         False if the indexer was stopped before it got there."""
         if target == self._tip:
             return True
+        target_header = self._header(target)
         route = tree_route(self._header, self._tip, self._header(self._tip),
-                           target, self._header(target))
+                           target, target_header)
         if route.retracted:
             self._retract([block_hash for block_hash, _ in route.retracted], route.ancestor_hash)
         for block_hash, header in route.enacted:
@@ -152,9 +153,8 @@ class Indexer:
             events = recent[1] if recent is not None else self._read_events(block_hash)
             self._apply(block_hash, header, events)
         with self._cond:  # forget blocks handed over that a reorg dropped before indexing
-            number = self._header(target).number
             for block_hash in [h for h, (header, _) in self._recent.items()
-                               if header.number <= number]:
+                               if header.number <= target_header.number]:
                 del self._recent[block_hash]
         return True
 

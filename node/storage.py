@@ -77,7 +77,6 @@ Fork choice
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections import OrderedDict
@@ -136,8 +135,8 @@ TX = b"x"
 TRIE = b"t"
 STATE = b"s"
 DIFF = b"d"
-UNDO = b"u"  # no longer written (see above); reserved
-# ``i`` (INDEX), ``v`` (INDEX_UNDO) and ``m`` + ``indexed``: see node.indexer
+# ``u`` is no longer written (see above). ``i`` (INDEX), ``v`` (INDEX_UNDO) and
+# ``m`` + ``indexed`` belong to the indexer: see node.indexer.
 
 META_BEST = META + b"best"
 META_FINALIZED = META + b"finalized"
@@ -269,7 +268,6 @@ class TxLocation:
 
 
 _MISSING = object()
-_blake2b = hashlib.blake2b
 
 
 class FlatCache:
@@ -1071,8 +1069,7 @@ class ChainStore:
             flat.update(changes)
             put(_number_key(header.number), block_hash)
             for index, raw in enumerate(extrinsics):
-                tx_hash = _blake2b(raw, digest_size=32).digest()  # blake2_256, inlined
-                put(TX + tx_hash, block_hash + index.to_bytes(4, "big"))
+                put(TX + blake2_256(raw), block_hash + index.to_bytes(4, "big"))
         delete = batch.delete
         for key, value in flat.items():
             if value is None:

@@ -511,6 +511,11 @@ def pack(wire: Any) -> bytes:
     return _PACKER.pack(wire)  # type: ignore[no-any-return]
 
 
+def pack_array_header(count: int) -> bytes:
+    """The msgpack header of an array of ``count`` items (the items' encodings follow)."""
+    return _PACKER.pack_array_header(count)  # type: ignore[no-any-return]
+
+
 def unpack_trusted(data: bytes) -> Any:
     """Unpack bytes this node wrote itself (state values): no limits, no canonical check."""
     return msgpack.unpackb(data)

@@ -314,14 +314,7 @@ class EventLog(list[EventRecord]):
         ``tuple[EventRecord, ...]``) without re-checking every field: the runtime
         built the events from checked values. A msgpack array is its header
         followed by its items' encodings."""
-        count = len(self)
-        if count < 16:
-            header = bytes((0x90 | count,))
-        elif count < 1 << 16:
-            header = b"\xdc" + count.to_bytes(2, "big")
-        else:
-            header = b"\xdd" + count.to_bytes(4, "big")
-        return header + self._encoded
+        return codec.pack_array_header(len(self)) + self._encoded
 
 
 def event_to_json(event: Event) -> dict[str, Any]:
