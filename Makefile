@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Reinstalled only when pyproject.toml changes (or the venv is new).
 STAMP := $(VENV)/.opus-installed
 
-.PHONY: dev test bench bench-sync lint install
+.PHONY: dev test bench bench-sync bench-pool lint install
 
 dev: install
 	$(BIN)/opus --dev
@@ -19,6 +19,9 @@ bench: install
 
 bench-sync: install
 	$(BIN)/python -m bench.sync
+
+bench-pool: install
+	$(BIN)/python -m bench.pool_attack
 
 lint: install
 	$(BIN)/ruff check .

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,10 +37,24 @@ TOKEN_DECIMALS = 12
 ONE_OPUS = 10**TOKEN_DECIMALS
 DEV_ENDOWMENT = 1_000_000 * ONE_OPUS
 CHAIN_TYPES = ("Development", "Local", "Live")
+# A chain id names the node's default base path (<data dir>/chains/<id>), so it is a
+# plain file name: no separators, no dots, no spaces or control characters.
+MAX_CHAIN_ID = 64
+CHAIN_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_CHAIN_ID}}}", re.ASCII)
 
 
 class ChainSpecError(ValueError):
     """A chain spec file that cannot be used (the message names the field)."""
+
+
+def check_chain_id(chain_id: str) -> str:
+    """``chain_id`` if it is 1 to :data:`MAX_CHAIN_ID` characters of ``A-Z a-z 0-9 _ -``."""
+    if CHAIN_ID.fullmatch(chain_id) is None:
+        shown = chain_id if len(chain_id) <= MAX_CHAIN_ID else chain_id[:MAX_CHAIN_ID] + "…"
+        raise ChainSpecError(f"chain spec: id {shown!r} is not allowed: an id is 1 to "
+                             f"{MAX_CHAIN_ID} characters of A-Z, a-z, 0-9, '_' and '-' "
+                             "(it names the node's data directory)")
+    return chain_id
 
 
 @dataclass(frozen=True)
@@ -65,6 +80,9 @@ class ChainSpec:
     sudo: bytes | None = None
     works: tuple[GenesisWork, ...] = ()
     raw: dict[bytes, bytes] | None = None  # the genesis state, for a raw spec
+
+    def __post_init__(self) -> None:
+        check_chain_id(self.id)  # every spec, however made, has an id that is a file name
 
 
 def dev_spec() -> ChainSpec:
@@ -185,7 +203,7 @@ def _amount(value: Any, where: str, bits: int = 128) -> int:
 def spec_from_json(data: Any) -> ChainSpec:
     """Parse and check a chain spec document; any problem is a ChainSpecError naming the field."""
     name = _field(data, "name", str, "")
-    chain_id = _field(data, "id", str, "")
+    chain_id = check_chain_id(_field(data, "id", str, ""))
     chain_type = _field(data, "chainType", str, "")
     if chain_type not in CHAIN_TYPES:
         raise ChainSpecError(f"chain spec: chainType must be one of {', '.join(CHAIN_TYPES)}")

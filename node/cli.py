@@ -14,9 +14,10 @@ database in use, a bad address …) prints one ``Error: …`` line and exits 1.
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 DEV_ACCOUNTS = ("alice", "bob", "charlie", "dave", "eve", "ferdie")
 MAX_NODE_NAME = 64
@@ -57,6 +58,30 @@ def _block_number(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a block number: {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"a block number is not negative: {value}")
+    return value
+
+
+def _positive(what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text}")
     return value
 
 
@@ -129,6 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
     rpc.add_argument("--rpc-cors", metavar="all|ORIGIN,…",
                      help="browser origins allowed to call the RPC (default: localhost; "
                           "'all' with --dev)")
+    _add_rpc_limits(rpc)
+    pool = parser.add_argument_group("transaction pool")
+    pool.add_argument("--pool-limit", type=_positive("a transaction count"), default=8192,
+                      metavar="COUNT",
+                      help="ready transactions the pool holds (default 8192); a tenth of it "
+                           "for transactions waiting for an earlier nonce")
+    pool.add_argument("--pool-kbytes", type=_positive("a size in KiB"), default=20480,
+                      metavar="KIB",
+                      help="KiB of ready transactions the pool holds (default 20480); a tenth "
+                           "of it for waiting ones")
     metrics = parser.add_argument_group("Prometheus")
     metrics.add_argument("--prometheus-port", type=_port, default=9615,
                          help="metrics port (default 9615)")
@@ -186,6 +221,41 @@ def build_parser() -> argparse.ArgumentParser:
     add_testnet_parser(sub)
     _add_creator_commands(sub)
     return parser
+
+
+def _add_rpc_limits(rpc: argparse._ArgumentGroup) -> None:
+    """The JSON-RPC server's limits, as Substrate's flags (docs/rpc.md, "Limits")."""
+    from node import rpc as limits
+
+    size = _positive("a size in MiB")
+    count = _positive("a whole number")
+    rpc.add_argument("--rpc-max-request-size", metavar="MB", type=size,
+                     default=limits.DEFAULT_MAX_REQUEST_MB,
+                     help="largest HTTP body or WebSocket message, in MiB "
+                          f"(default {limits.DEFAULT_MAX_REQUEST_MB})")
+    rpc.add_argument("--rpc-max-response-size", metavar="MB", type=size,
+                     default=limits.DEFAULT_MAX_RESPONSE_MB,
+                     help="largest answer (a batch's answers together), in MiB "
+                          f"(default {limits.DEFAULT_MAX_RESPONSE_MB})")
+    rpc.add_argument("--rpc-max-batch-request-len", metavar="N", type=count,
+                     default=limits.DEFAULT_MAX_BATCH_LEN,
+                     help=f"most requests in a batch (default {limits.DEFAULT_MAX_BATCH_LEN})")
+    rpc.add_argument("--rpc-max-connections", metavar="N", type=count,
+                     default=limits.DEFAULT_MAX_CONNECTIONS,
+                     help="most HTTP and WebSocket connections at once "
+                          f"(default {limits.DEFAULT_MAX_CONNECTIONS})")
+    rpc.add_argument("--rpc-max-subscriptions-per-connection", metavar="N", type=count,
+                     default=limits.DEFAULT_MAX_SUBSCRIPTIONS,
+                     help="most subscriptions on one WebSocket "
+                          f"(default {limits.DEFAULT_MAX_SUBSCRIPTIONS})")
+    rpc.add_argument("--rpc-rate-limit", metavar="N", type=count,
+                     help="most calls per minute on one connection, a batch counting each "
+                          "of its calls (default: no limit)")
+    rpc.add_argument("--rpc-request-timeout", metavar="SECONDS", type=_seconds,
+                     default=limits.DEFAULT_REQUEST_TIMEOUT_S,
+                     help="time for a request's headers, and again for its body, to arrive; "
+                          "also how long an idle HTTP connection is kept "
+                          f"(default {limits.DEFAULT_REQUEST_TIMEOUT_S:g})")
 
 
 def _add_creator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 from genesis import ChainSpecError, Genesis, build_genesis, load_spec
 from genesis.builder import genesis_state
 from genesis.spec import spec_to_json
+from node.display import safe_message
 from node.logs import LogSpecError, setup_logging, short_hash
 from node.nodekey import NodeKeyError
 from runtime.codec import hex0x
@@ -98,8 +99,10 @@ def dispatch(args: argparse.Namespace) -> int:
     except BaseException as e:  # noqa: BLE001 - sorted below
         leaves = list(_leaves(e))
         if leaves and all(isinstance(x, user_errors) or _is_listen_error(x) for x in leaves):
+            # A message may quote a chain spec, a block file or a node's log: made safe
+            # for the terminal, keeping its line breaks (the testnet quotes a log's tail).
             for message in dict.fromkeys(_message(x) for x in leaves):
-                print(f"Error: {message}", file=sys.stderr)
+                print(f"Error: {safe_message(message, multiline=True)}", file=sys.stderr)
             return 1
         if all(isinstance(x, KeyboardInterrupt) for x in leaves):
             return 0 if args.command is None else 130  # a node stops; a command is cut short
@@ -138,7 +141,19 @@ def data_dir() -> Path:
 
 
 def default_base_path(chain_id: str) -> Path:
-    return data_dir() / "chains" / chain_id
+    """``<data dir>/chains/<chain id>``: always a directory right inside ``chains``.
+
+    A chain spec's id is checked when the spec is read (``[A-Za-z0-9_-]``, see
+    :func:`genesis.spec.check_chain_id`); this refuses again, by the path itself, an id
+    that would lead anywhere else (``/srv/x``, ``../x``, ``a/b``, ``..``), since a node
+    writes its database there and ``purge-chain`` deletes one from there.
+    """
+    chains = data_dir() / "chains"
+    path = chains / chain_id
+    if path.parent != chains or path.name in ("", ".", ".."):
+        raise UserError(f"the chain id {chain_id!r} cannot name a directory in {chains}; "
+                        "give --base-path DIR or fix the chain spec's id")
+    return path
 
 
 def base_path(args: argparse.Namespace, genesis: Genesis) -> Path:
@@ -455,7 +470,9 @@ def random_node_name() -> str:
 
 
 def node_config(args: argparse.Namespace, genesis: Genesis, base: Path) -> Any:
+    from node.rpc import MIB
     from node.service import NodeConfig
+    from node.txpool import PoolLimits
 
     authority = dev_keypair(args.dev_key) if args.dev_key else None
     if args.rpc_cors is None:
@@ -473,11 +490,19 @@ def node_config(args: argparse.Namespace, genesis: Genesis, base: Path) -> Any:
         rpc_port=args.rpc_port,
         rpc_methods=args.rpc_methods,
         rpc_cors=cors,
+        rpc_max_request_size=args.rpc_max_request_size * MIB,
+        rpc_max_response_size=args.rpc_max_response_size * MIB,
+        rpc_max_batch_len=args.rpc_max_batch_request_len,
+        rpc_max_connections=args.rpc_max_connections,
+        rpc_max_subscriptions=args.rpc_max_subscriptions_per_connection,
+        rpc_rate_limit=args.rpc_rate_limit,
+        rpc_request_timeout=args.rpc_request_timeout,
         prometheus_port=None if args.no_prometheus else args.prometheus_port,
         p2p_port=args.port,
         listen_addrs=tuple(args.listen_addr),
         bootnodes=bootnodes,
         node_key_file=Path(args.node_key_file) if args.node_key_file else None,
+        pool_limits=PoolLimits.for_ready(args.pool_limit, args.pool_kbytes),
         network=True,
     )
 

@@ -19,6 +19,11 @@ unit, or in tokens with a suffix: ``2.5OPUS``.
 A user error (a missing file, an unknown work, an unreachable node, a call the
 chain refused, with its named error such as ``usage.PurposeNotAllowed``)
 prints one ``Error: …`` line on stderr and exits 1; a wrong command line exits 2.
+
+Titles, URIs, memos and every other text from the chain, the node or a proof
+file are untrusted: the human-readable output shows their control, bidi and
+other invisible characters as escapes (``\\x1b``, ``\\u202e``) and a backslash
+as ``\\\\`` (:mod:`node.display`); ``--json`` keeps the exact text.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from node.client import (
     verify_provenance_proof,
     write_key_file,
 )
+from node.display import safe_message, safe_text
 from runtime import codec
 from runtime.codec import hex0x
 from runtime.crypto import DEV_ACCOUNT_NAMES, InvalidAddress, Keypair, decode_address, dev_keypair
@@ -221,11 +227,17 @@ class Context:
         return key
 
     def emit(self, data: Any, lines: list[str]) -> None:
+        """Print ``data`` as JSON (``--json``) or ``lines`` for people.
+
+        The lines hold text from the chain, the node or a proof file, so each is made
+        safe for a terminal (:func:`node.display.safe_text`). The JSON keeps the exact
+        text; ``ensure_ascii`` writes its control and non-ASCII characters as ``\\uXXXX``.
+        """
         if self.json:
-            print(json.dumps(data, indent=2))
+            print(json.dumps(data, indent=2, ensure_ascii=True))
         else:
             for line in lines:
-                print(line)
+                print(safe_text(line))
 
     def execute(self, args: Any) -> Receipt:
         key = self.key()
@@ -640,22 +652,24 @@ def _run(fn: Callable[[Context], int], parser: argparse.ArgumentParser
             return fn(Context(args))
         except UsageError as e:
             parser.print_usage(sys.stderr)
-            print(f"{parser.prog}: error: {e}", file=sys.stderr)
+            print(f"{parser.prog}: error: {safe_message(str(e))}", file=sys.stderr)
             return 2
         except CallFailed as e:
+            # The error's detail and an RPC error's data come from the node: one safe line.
             r = e.receipt
-            print(f"Error: the chain refused the call: {e} (included in block #{r.block_number}"
-                  f", fee {format_amount(r.fee)} paid)", file=sys.stderr)
+            print(f"Error: the chain refused the call: {safe_message(str(e))} (included in "
+                  f"block #{r.block_number}, fee {format_amount(r.fee)} paid)", file=sys.stderr)
             return 1
         except (CreatorError, ClientError) as e:
-            print(f"Error: {e}", file=sys.stderr)
+            print(f"Error: {safe_message(str(e))}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
             return 130
         except BrokenPipeError:
             return 0
         except Exception as e:  # noqa: BLE001 - a user sees one line, never a traceback
-            print(f"Error: unexpected {type(e).__name__}: {e}", file=sys.stderr)
+            print(f"Error: unexpected {type(e).__name__}: {safe_message(str(e))}",
+                  file=sys.stderr)
             return 1
 
     return handler

@@ -6,6 +6,8 @@
 connects its hooks: authored blocks and submitted extrinsics are published,
 gossiped ones are imported and pooled, and the node's peer count, sync state
 and peer list come from the network.
+
+(libp2p is slow to import: the service imports this module only when a network runs.)
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from node import nodekey
+from node.txpool import LIMIT_REFUSALS, AlreadyImported, PoolError, TemporarilyBanned
+from p2p.network import TxImport
 from runtime.block import Block, Header, Justification
 
 if TYPE_CHECKING:
@@ -58,14 +62,20 @@ class NodeChain:
     async def import_block(self, block: Block) -> Any:
         return await self.node.import_block(block)
 
-    async def submit_extrinsic(self, raw: bytes) -> Any:
-        return await self.node.submit_extrinsic(raw, from_network=True)
+    async def submit_extrinsic(self, raw: bytes) -> TxImport:
+        try:
+            await self.node.submit_extrinsic(raw, from_network=True)
+        except (AlreadyImported, TemporarilyBanned):
+            return TxImport.KNOWN
+        except PoolError as e:
+            return TxImport.UNWANTED if e.reason in LIMIT_REFUSALS else TxImport.REFUSED
+        return TxImport.NEW
 
 
 async def run_network(node: Node, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Run the node's libp2p network until cancelled."""
     from node.logs import adopt_library_logger
-    from p2p.network import Network  # libp2p is slow to import: only when a network runs
+    from p2p.network import Network
 
     adopt_library_logger("libp2p")
 

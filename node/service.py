@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,11 +21,12 @@ from typing import Any
 import trio
 
 from genesis import Genesis
+from node import rpc as rpc_limits
 from node.finality import FinalityGadget
 from node.importer import SignatureWorkers, verify_and_execute
 from node.logs import short_hash
 from node.storage import ChainStore, FinalityViolation, ImportResult
-from node.txpool import TransactionPool
+from node.txpool import PoolLimits, TransactionPool
 from runtime.block import (
     Block,
     Header,
@@ -65,14 +66,23 @@ class NodeConfig:
     rpc_port: int | None = 9944  # None: no RPC server
     rpc_methods: str = "safe"  # "safe" or "unsafe"
     rpc_cors: tuple[str, ...] | None = None  # None: localhost only; ("*",): all
-    rpc_max_subscriptions: int = 1024
-    rpc_max_body: int = 1024 * 1024
+    # The JSON-RPC limits (docs/rpc.md, "Limits"); sizes in bytes.
+    rpc_max_request_size: int = rpc_limits.DEFAULT_MAX_REQUEST_MB * rpc_limits.MIB
+    rpc_max_response_size: int = rpc_limits.DEFAULT_MAX_RESPONSE_MB * rpc_limits.MIB
+    rpc_max_batch_len: int = rpc_limits.DEFAULT_MAX_BATCH_LEN
+    rpc_max_connections: int = rpc_limits.DEFAULT_MAX_CONNECTIONS  # HTTP and WebSocket
+    rpc_max_subscriptions: int = rpc_limits.DEFAULT_MAX_SUBSCRIPTIONS  # per connection
+    rpc_rate_limit: int | None = None  # calls per minute per connection; None: no limit
+    # Seconds for a request's headers, and again for its body, to arrive; also how long an
+    # idle HTTP keep-alive connection is kept.
+    rpc_request_timeout: float = rpc_limits.DEFAULT_REQUEST_TIMEOUT_S
     prometheus_host: str = "127.0.0.1"
     prometheus_port: int | None = 9615
     p2p_port: int = 30333
     listen_addrs: tuple[str, ...] = ()
     bootnodes: tuple[str, ...] = ()
     node_key_file: Path | None = None
+    pool_limits: PoolLimits = field(default_factory=PoolLimits)  # --pool-limit, --pool-kbytes
     network: bool = False  # the `opus` command turns it on; in-process tests mostly don't
     role: str = field(init=False, default="full")
 
@@ -109,7 +119,7 @@ class Node:
         self.config = config
         self.genesis = genesis
         self.store = store
-        self.pool = TransactionPool()
+        self.pool = TransactionPool(config.pool_limits)
         self.new_heads = Broadcast()
         self.finalized_heads = Broadcast()
         self.tx_watchers: dict[bytes, list[trio.MemorySendChannel[tuple[str, Any]]]] = {}
@@ -232,7 +242,8 @@ class Node:
         # at most that block, which the node syncs again. Authored blocks are durable.
         result = store.import_block(executed, finalize=justification is not None,
                                     durable=own)
-        self._after_import(block, result, time.perf_counter() - started, own=own)
+        self._after_import(block, result, time.perf_counter() - started, own=own,
+                           changes=executed.changes)
         if justification is not None:
             if result.new_best:
                 self._on_finalized(header)
@@ -241,7 +252,7 @@ class Node:
         return result
 
     def _after_import(self, block: Block, result: ImportResult, seconds: float, *,
-                      own: bool) -> None:
+                      own: bool, changes: Mapping[bytes, bytes | None]) -> None:
         header = block.header
         self.imported_extrinsics += len(block.extrinsics)
         if self.metrics is not None:
@@ -257,8 +268,10 @@ class Node:
                 enacted = [blake2_256(raw) for h in result.enacted for raw in self._body(h)]
                 self.pool.on_reorg(retracted, state, self.next_block_info(), self.genesis.hash,
                                    enacted_hashes=enacted)
+            # After a reorg the pool has just revalidated everything against ``state``.
             self.pool.on_block_imported(tx_hashes, state, self.next_block_info(),
-                                        self.genesis.hash)
+                                        self.genesis.hash,
+                                        changed_keys=None if retracted else changes)
             self._forward_pool_events()
             self.new_heads.publish(header)
         for tx_hash in tx_hashes:
@@ -394,7 +407,8 @@ class Node:
             if self.metrics is not None:
                 self.metrics.block_authored(elapsed_ms / 1000)
             result = self.store.import_block(built.executed)
-            self._after_import(block, result, elapsed_ms / 1000, own=True)
+            self._after_import(block, result, elapsed_ms / 1000, own=True,
+                               changes=built.executed.changes)
         for hook in self.on_block_authored:
             await hook(self.store.block(block.hash) or block)
         return block

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from node.display import safe_text
+
 MAX_VALIDATORS = 6
 DEFAULT_SLOT_MS = 2000
 MANIFEST = "testnet.json"
@@ -165,9 +167,32 @@ def read_manifest(base_dir: Path) -> dict[str, Any]:
 
 def nodes_of(manifest: dict[str, Any]) -> list[NodeEntry]:
     try:
-        return [NodeEntry(**entry) for entry in manifest["nodes"]]
+        entries = [NodeEntry(**entry) for entry in manifest["nodes"]]
     except TypeError as e:
         raise TestnetError(f"the testnet manifest is malformed: {e}") from None
+    for i, entry in enumerate(entries):
+        _check_entry(entry, i)
+    return entries
+
+
+def _check_entry(entry: NodeEntry, index: int) -> None:
+    """A manifest is read back from a file (by default one found in the shared temporary
+    directory): a field of the wrong type is a named error, not a crash later on."""
+    texts = ("name", "key", "base_path", "peer_id", "node_key_file", "log")
+    wrong = [name for name in texts if not isinstance(getattr(entry, name), str)]
+    wrong += [name for name in ("p2p_port", "rpc_port", "prometheus_port")
+              if not _is_int(getattr(entry, name)) or not 0 <= getattr(entry, name) <= 65535]
+    if entry.pid is not None and not _is_int(entry.pid):
+        wrong.append("pid")
+    if not isinstance(entry.command, list) or not all(isinstance(c, str) for c in entry.command):
+        wrong.append("command")
+    if wrong:
+        raise TestnetError(f"the testnet manifest is malformed: nodes[{index}] has a wrong "
+                           f"{', '.join(wrong)}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _write_manifest(base_dir: Path, manifest: dict[str, Any]) -> None:
@@ -176,12 +201,13 @@ def _write_manifest(base_dir: Path, manifest: dict[str, Any]) -> None:
     os.replace(temp, base_dir / MANIFEST)
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
+def _alive(pid: Any) -> bool:
+    """Whether process ``pid`` (read from a manifest: anything) exists; signal 0 sends nothing."""
+    if not _is_int(pid) or pid <= 0:  # 0 and negative numbers name process groups
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         return True
@@ -316,7 +342,10 @@ def _rpc(url: str, method: str, params: list[Any] | None = None,
     with urllib.request.urlopen(request, timeout=timeout) as response:
         answer = json.loads(response.read())
     if "error" in answer:
-        raise RuntimeError(f"{method}: {answer['error']}")
+        error = answer["error"]
+        if isinstance(error, dict):  # the node's own words, escaped where they are shown
+            error = f"{error.get('message')}: {error.get('data')} (code {error.get('code')})"
+        raise RuntimeError(f"{method}: {error}")
     return answer["result"]
 
 
@@ -480,15 +509,18 @@ def node_status(entry: NodeEntry) -> dict[str, Any]:
         finalized_hash = _rpc(url, "chain_getFinalizedHead")
         finalized = _rpc(url, "chain_getHeader", [finalized_hash])
         health = _rpc(url, "system_health")
-    except (OSError, urllib.error.URLError, ValueError, RuntimeError, KeyError) as e:
+        info = {
+            "name": entry.name, "reachable": True,
+            "best": int(best["number"], 16), "bestHash": str(best_hash),
+            "finalized": int(finalized["number"], 16), "finalizedHash": str(finalized_hash),
+            "peers": health.get("peers"), "syncing": health.get("isSyncing"),
+        }
+    # A node whose answers have the wrong shape counts as unreachable, with the reason.
+    except (OSError, urllib.error.URLError, ValueError, RuntimeError, KeyError, TypeError,
+            AttributeError) as e:
         reason = getattr(e, "reason", None) or e
         return {"name": entry.name, "reachable": False, "error": str(reason)}
-    return {
-        "name": entry.name, "reachable": True,
-        "best": int(best["number"], 16), "bestHash": best_hash,
-        "finalized": int(finalized["number"], 16), "finalizedHash": finalized_hash,
-        "peers": health.get("peers"), "syncing": health.get("isSyncing"),
-    }
+    return info
 
 
 def _short(block_hash: str) -> str:
@@ -501,20 +533,28 @@ def status(args: argparse.Namespace) -> int:
     manifest = read_manifest(base_dir)
     entries = nodes_of(manifest)
     launcher = manifest.get("pid")
-    print(f"Testnet in {base_dir}: {len(entries)} validators, {manifest.get('slotMs')} ms slots, "
-          f"launcher PID {launcher} {'running' if _alive(launcher) else 'not running'}")
-    width = max([len(e.name) for e in entries] + [4])
-    print(f"{'node':<{width}}  {'RPC':<22}  {'best':>20}  {'finalized':>20}  peers")
+    # The manifest (found in a shared temporary directory by default) and the nodes'
+    # answers are untrusted: every line is made safe for the terminal before it is shown.
+    _show(f"Testnet in {base_dir}: {len(entries)} validators, {manifest.get('slotMs')} ms "
+          f"slots, launcher PID {launcher} {'running' if _alive(launcher) else 'not running'}")
+    width = max([len(safe_text(entry.name)) for entry in entries] + [4])  # as shown
+    _show(f"{'node':<{width}}  {'RPC':<22}  {'best':>20}  {'finalized':>20}  peers")
     for entry in entries:
         info = node_status(entry)
+        name = entry.name + " " * (width - len(safe_text(entry.name)))  # padded as shown
         if not info["reachable"]:
             state = "running" if _alive(entry.pid) else "not running"
-            print(f"{entry.name:<{width}}  {entry.rpc_url:<22}  UNREACHABLE ({state}: "
+            _show(f"{name}  {entry.rpc_url:<22}  UNREACHABLE ({state}: "
                   f"{info['error']})")
             continue
         best = f"#{info['best']} ({_short(info['bestHash'])})"
         final = f"#{info['finalized']} ({_short(info['finalizedHash'])})"
         syncing = "  syncing" if info["syncing"] else ""
-        print(f"{entry.name:<{width}}  {entry.rpc_url:<22}  {best:>20}  {final:>20}  "
+        _show(f"{name}  {entry.rpc_url:<22}  {best:>20}  {final:>20}  "
               f"{info['peers']}{syncing}")
     return 0
+
+
+def _show(line: str) -> None:
+    """Print one line of ``status``, its untrusted parts escaped (:mod:`node.display`)."""
+    print(safe_text(line))

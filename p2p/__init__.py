@@ -5,10 +5,10 @@ passes itself in through :class:`p2p.network.ChainAccess`.
 """
 
 from p2p.gossip import GossipConfig
-from p2p.network import ChainAccess, Network, NetworkConfig
+from p2p.network import ChainAccess, Network, NetworkConfig, TxImport
 from p2p.peers import PeerSummary, Penalty
 from p2p.protocol import ProtocolNames, Role
 from p2p.sync import SyncConfig
 
 __all__ = ["ChainAccess", "GossipConfig", "Network", "NetworkConfig", "Penalty", "PeerSummary",
-           "ProtocolNames", "Role", "SyncConfig"]
+           "ProtocolNames", "Role", "SyncConfig", "TxImport"]

@@ -27,8 +27,10 @@ the heartbeat is 1 s.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -36,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import trio
-from libp2p.abc import IHost, ISubscriptionAPI
+from libp2p.abc import IHost, INetStream, ISubscriptionAPI
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import PROTOCOL_ID as MESHSUB_1_0
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11 as MESHSUB_1_1
@@ -193,6 +195,64 @@ class Batcher:
             self.items_sent += len(batch)
 
 
+class GuardedPubsub(Pubsub):
+    """py-libp2p's ``Pubsub`` with every peer's input contained and its writes whole.
+
+    Input: py-libp2p 0.8.1 reads each peer's pubsub stream, and pushes each message
+    it receives, in tasks of its service manager, and an exception in any such task
+    stops the whole swarm: one length-prefixed frame that is not a protobuf ``RPC``
+    (``google.protobuf.message.DecodeError``, which its reader does not catch) ended
+    the node. Here such a failure resets that peer's stream, drops the peer from
+    pubsub and costs it a BAD_PUBSUB_FRAME penalty; the node carries on.
+
+    Output: three tasks write to a peer's stream (the outbound queue's writer, the
+    flush of messages queued before the peer was identified, and the resend of recent
+    messages when it subscribes), and Yamux locks each *frame* of a write, not the
+    whole message, so two large messages written at once interleaved their frames and
+    the peer read garbage. Writes to a stream are serialized here, and a stream left
+    with half a message (Yamux gives up after 5 s without a window update) is reset
+    rather than written to again.
+    """
+
+    # Set by Gossip: report a peer whose input made py-libp2p fail.
+    on_peer_failure: Callable[[str, str], None] = staticmethod(lambda peer, reason: None)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._write_locks: weakref.WeakKeyDictionary[INetStream, trio.Lock] = (
+            weakref.WeakKeyDictionary())
+
+    async def write_msg(self, stream: INetStream, rpc_msg: rpc_pb2.RPC) -> bool:
+        lock = self._write_locks.setdefault(stream, trio.Lock())
+        async with lock:
+            try:
+                return await super().write_msg(stream, rpc_msg)
+            except Exception as e:  # noqa: BLE001 - e.g. a write cut short: never continue
+                log.debug("Pubsub write to %s failed (%s): resetting the stream",
+                          stream.muxed_conn.peer_id, e)
+                with contextlib.suppress(Exception):
+                    await stream.reset()
+                self._handle_dead_peer(stream.muxed_conn.peer_id)
+                return False
+
+    async def stream_handler(self, stream: INetStream) -> None:
+        peer_id = stream.muxed_conn.peer_id
+        try:
+            await super().stream_handler(stream)
+        except Exception as e:  # noqa: BLE001 - a peer's bytes must never stop the node
+            self.on_peer_failure(peer_id.to_base58(), f"pubsub frame: {type(e).__name__}")
+            with contextlib.suppress(Exception):
+                await stream.reset()
+            self._handle_dead_peer(peer_id)
+
+    async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
+        try:
+            await super().push_msg(msg_forwarder, msg)
+        except Exception as e:  # noqa: BLE001 - as above, for one message's fields
+            self.on_peer_failure(msg_forwarder.to_base58(),
+                                 f"pubsub message: {type(e).__name__}")
+
+
 class Gossip:
     """The pubsub side of the network: topics, validators, drains and batchers."""
 
@@ -222,8 +282,10 @@ class Gossip:
             eclipse_protection_enabled=False,
             spam_protection_enabled=True,
         )
-        self.pubsub = Pubsub(host, self.router, strict_signing=True, seen_ttl=cfg.seen_ttl,
-                             cache_size=4096, validation_cache_size=4096)
+        self.pubsub = GuardedPubsub(host, self.router, strict_signing=True,
+                                    seen_ttl=cfg.seen_ttl, cache_size=4096,
+                                    validation_cache_size=4096)
+        self.pubsub.on_peer_failure = self._on_peer_failure
         # Message ids are from ‖ seqno. py-libp2p starts the seqno counter at the Unix time in
         # *seconds* and adds one per publish, so a node that published faster than 1/s and
         # restarts reuses seqnos its peers still hold as "seen" (seen_ttl): its blocks and votes
@@ -339,6 +401,10 @@ class Gossip:
         races with our disconnect and can crash the pubsub service.)"""
         return (self._is_banned(forwarder.to_base58())
                 or self._is_banned(ID(msg.from_id).to_base58()))
+
+    def _on_peer_failure(self, peer_id: str, reason: str) -> None:
+        log.info("Pubsub input from %s failed (%s): its stream is reset", peer_id, reason)
+        self._penalize(peer_id, Penalty.BAD_PUBSUB_FRAME, reason)
 
     def _reject(self, forwarder: ID, penalty: Penalty, reason: str) -> bool:
         self._penalize(forwarder.to_base58(), penalty, reason)

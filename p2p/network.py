@@ -19,6 +19,7 @@ Wiring a node (done by ``node/``)::
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -84,6 +85,9 @@ from runtime.extrinsic import MAX_EXTRINSIC_SIZE
 log = logging.getLogger("opus.p2p")
 
 VoteHandler = Callable[[bytes, str], Awaitable[bool | None]]
+# Gossiped transactions are pooled this many at a time between checkpoints (about 4 ms of
+# signature checks), so a large batch never holds the event loop for long.
+TX_SLICE = 32
 
 
 class ChainAccess(Protocol):
@@ -117,10 +121,19 @@ class ChainAccess(Protocol):
         (``UnknownParent``, ``FutureBlock``, ``BelowFinalized``, ``BadSeal``, …) if it fails."""
         ...
 
-    async def submit_extrinsic(self, raw: bytes) -> object:
-        """Add a transaction received from the network to the pool (must not re-announce it);
-        raise if it is invalid."""
+    async def submit_extrinsic(self, raw: bytes) -> TxImport:
+        """Add a transaction received from the network to the pool (must not re-announce it)
+        and say how that went; never raises for a refusal."""
         ...
+
+
+class TxImport(enum.Enum):
+    """What became of a gossiped transaction (Substrate's ``TransactionImport``)."""
+
+    NEW = "new"  # pooled
+    KNOWN = "known"  # already pooled, or recently included or refused (banned)
+    REFUSED = "refused"  # not valid here (stale nonce, cannot pay …): may be a race, no penalty
+    UNWANTED = "unwanted"  # refused by a pool limit an honest relay respects: costs reputation
 
 
 @dataclass(frozen=True)
@@ -241,11 +254,13 @@ class Network:
         with trio.fail_after(self.config.dial_timeout):
             await self.host.connect(info)
 
-    def penalize(self, peer_id: str, penalty: Penalty, reason: str = "") -> None:
-        """Lower a peer's reputation; below the threshold it is disconnected and banned."""
+    def penalize(self, peer_id: str, penalty: Penalty, reason: str = "", *,
+                 count: int = 1) -> None:
+        """Lower a peer's reputation (``count`` times the penalty); below the threshold it is
+        disconnected and banned."""
         if peer_id == self.peer_id:
             return
-        if self.reputation.penalize(peer_id, penalty, reason):
+        if self.reputation.penalize(peer_id, penalty, reason, count=count):
             self._action("ban", peer_id)
 
     def ban(self, peer_id: str, seconds: float | None = None) -> None:
@@ -506,17 +521,26 @@ class Network:
                     self.penalize(item.origin, Penalty.BAD_BLOCK, f"block #{block.number}: {e}")
 
     async def _tx_worker(self) -> None:
+        """Pool gossiped transactions, a slice at a time so authoring and votes keep their time;
+        a batch's publisher pays for the transactions the pool's limits refused."""
         chain = self.chain
         async for item in self.gossip.txs:
+            unwanted = 0
             for index, raw in enumerate(item.extrinsics):
-                try:
-                    await chain.submit_extrinsic(raw)
-                except Exception as e:  # stale nonce, already known, …: not the peer's fault
-                    self.txs_rejected += 1
-                    log.debug("Gossiped transaction rejected by the pool: %s", e)
-                self.txs_received += 1
-                if index % 64 == 63:
+                if index % TX_SLICE == 0:
                     await trio.sleep(0)
+                    if self.reputation.is_banned(item.origin):
+                        break  # banned meanwhile: the rest of its batch is not looked at
+                outcome = await chain.submit_extrinsic(raw)
+                self.txs_received += 1
+                if outcome is TxImport.UNWANTED:
+                    unwanted += 1
+                if outcome in (TxImport.REFUSED, TxImport.UNWANTED):
+                    self.txs_rejected += 1
+            if unwanted:
+                self.penalize(item.origin, Penalty.UNWANTED_TRANSACTION,
+                              f"{unwanted} of {len(item.extrinsics)} transactions over the pool's "
+                              "limits", count=unwanted)
 
     async def _vote_worker(self) -> None:
         async for item in self.gossip.votes:

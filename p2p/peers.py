@@ -39,9 +39,12 @@ class Penalty(enum.Enum):
     BAD_SYNC_RESPONSE = "a sync response that does not decode or does not connect"
     BAD_REQUEST = "a request that does not decode"
     REQUEST_FAILED = "a request that timed out or broke"
+    BAD_PUBSUB_FRAME = "a pubsub frame or message py-libp2p fails on (e.g. not protobuf)"
+    UNWANTED_TRANSACTION = ("a gossiped transaction the pool refused by a limit (full, too many "
+                            "waiting for a nonce, nonce far ahead); per transaction")
 
     @property
-    def cost(self) -> int:
+    def cost(self) -> float:
         return PENALTY_COSTS[self]
 
 
@@ -55,6 +58,10 @@ PENALTY_COSTS = {
     Penalty.BAD_SYNC_RESPONSE: 150,
     Penalty.BAD_REQUEST: 50,
     Penalty.REQUEST_FAILED: 10,
+    Penalty.BAD_PUBSUB_FRAME: 50,
+    # A flood of 8,000 such transactions bans its publisher; a relay whose transactions we
+    # refuse now and then (our pool is full, its is not) decays back long before.
+    Penalty.UNWANTED_TRANSACTION: 0.05,
 }
 
 
@@ -136,9 +143,11 @@ class Reputation:
         ticks = math.floor(self._clock() - at)
         return value * math.pow(0.5, ticks / self.half_life), at + ticks
 
-    def penalize(self, peer_id: str, penalty: Penalty | int, reason: str = "") -> bool:
-        """Lower the peer's score; True if it just crossed the ban threshold."""
-        cost = penalty.cost if isinstance(penalty, Penalty) else int(penalty)
+    def penalize(self, peer_id: str, penalty: Penalty | int, reason: str = "", *,
+                 count: int = 1) -> bool:
+        """Lower the peer's score by ``count`` times the penalty; True if it just crossed the
+        ban threshold."""
+        cost = count * (penalty.cost if isinstance(penalty, Penalty) else int(penalty))
         value, at = self._decayed(peer_id)
         new = value - cost
         self._scores[peer_id] = (new, at)

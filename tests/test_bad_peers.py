@@ -104,7 +104,8 @@ class Validator:
             "--base-path", str(self.base_path), f"--{self.name}", "--name", self.name,
             "--port", str(self.p2p_port), "--listen-addr", f"/ip4/127.0.0.1/tcp/{self.p2p_port}",
             "--rpc-port", str(self.rpc_port), "--no-prometheus",
-            "--node-key-file", str(self.key_file), "--bootnodes", *bootnodes,
+            "--node-key-file", str(self.key_file),
+            *(["--bootnodes", *bootnodes] if bootnodes else []),
         ]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with open(self.log_path, "ab") as log_file:

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from genesis import build_genesis, dev_spec, load_spec
-from node import nodekey
+from genesis.spec import spec_to_json
+from node import commands, nodekey
 from node.blockfile import MAGIC, import_blocks
 from node.cli import build_parser, check_node_args, main
 from node.storage import ChainStore, db_path
@@ -274,6 +275,50 @@ def test_purge_chain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert base.exists()  # the network key and the rest of the base path stay
     code, out, _ = run(["purge-chain", "--chain", "dev", "-y", "--base-path", str(base)], capsys)
     assert code == 0 and "did not exist" in out
+
+
+def _tree(root: Path) -> list[tuple[str, bytes | None]]:
+    """Every path under ``root`` with its bytes (None for a directory)."""
+    return sorted((str(p.relative_to(root)), None if p.is_dir() else p.read_bytes())
+                  for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("chain_id", ["<absolute>", "../../../sentinel", "a b"])
+def test_a_chain_spec_id_that_is_not_a_plain_name_is_refused(
+        chain_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The id names the default base path <data dir>/chains/<id>: an id like /srv/x or
+    ../../x once made purge-chain delete <id>/db and the node write its database there."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # the commands' data dir
+    sentinel = tmp_path / "sentinel"  # where /srv/x-style and ../ ids would lead
+    (sentinel / "db").mkdir(parents=True)
+    (sentinel / "db" / "CURRENT").write_text("a database that must survive")
+    if chain_id == "<absolute>":
+        chain_id = str(sentinel)
+    document = spec_to_json(dev_spec())
+    document["id"] = chain_id
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(document))
+    before = _tree(tmp_path)
+    for argv in (("build-spec", "--chain", str(spec)),
+                 ("purge-chain", "--chain", str(spec), "-y"),
+                 ("--chain", str(spec), "--alice", "--no-prometheus", "--port", "0",
+                  "--rpc-port", "0")):
+        result = run_process(*argv)
+        assert result.returncode == 1, (argv, result.stdout, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: chain spec: id "), result.stderr
+        assert "A-Z, a-z, 0-9, '_' and '-'" in lines[0]
+    assert _tree(tmp_path) == before  # nothing written, nothing deleted, anywhere
+
+
+def test_the_default_base_path_never_leaves_the_data_dir(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    chains = tmp_path / "opus" / "chains"
+    assert commands.default_base_path("opus_dev") == chains / "opus_dev"
+    for chain_id in ("/srv/x", "../x", "..", ".", "", "a/b", "a/../../x"):
+        with pytest.raises(commands.UserError, match="cannot name a directory in"):
+            commands.default_base_path(chain_id)
 
 
 # ---------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 import trio
 from processes import free_port
+from untrusted import HOSTILE, HOSTILE_SHOWN, dangers
 
 from genesis import build_genesis, dev_spec
 from node import cli, commands
@@ -296,6 +297,62 @@ async def test_user_errors_are_one_line(node: Node, tmp_path: Path) -> None:
     await opus.fails(2, "earnings")  # whose?
     await opus.fails(2, "work", "show", "1", "--dev-account", "nobody")
     await opus.fails(2, "proof", "1")  # no --out
+
+
+async def _opus_process(*argv: str) -> subprocess.CompletedProcess[bytes]:
+    """The real ``opus`` command, a process of its own: what it writes is what a terminal
+    would get."""
+    with trio.fail_after(120):
+        done = await trio.run_process([sys.executable, "-m", "node.cli", *argv], cwd=ROOT,
+                                      env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                      capture_stdout=True, capture_stderr=True, check=False)
+    assert b"Traceback" not in done.stderr, done.stderr
+    return done
+
+
+async def test_text_from_the_chain_is_shown_escaped(node: Node, tmp_path: Path) -> None:
+    """Titles, URIs and usage subjects may hold ESC, BEL, CR, C1 and bidi controls: the
+    human-readable output shows them as escapes, --json keeps them exactly."""
+    opus = Opus(node)
+    rpc = [RPC_FLAG, opus.rpc]
+    art = tmp_path / "art.png"
+    art.write_bytes(b"pretend pixels")
+    uri = "ipfs://x\x1b]8;;http://evil\x07 \x1b[1A\x1b[2K"
+    registered = await opus.ok("work", "register", str(art), "--title", HOSTILE, "--kind",
+                               "image", "--metadata-uri", uri, "--dev-account", "alice")
+    assert dangers(registered.out) == [] and "\\x1b[31m" in registered.out, registered.out
+    await opus.ok("license", "offer", "1", "--ai-training", "allowed", "--dev-account", "alice")
+    await opus.ok("license", "acquire", "1", "--dev-account", "bob")
+    subject = "model\x1b[8m hidden\x1b[0m \u2066v1"
+    recorded = await opus.ok("usage", "record", "1", "--purpose", "ai_training", "--subject",
+                             subject, "--dev-account", "bob")
+    assert dangers(recorded.out) == [] and "model\\x1b[8m hidden" in recorded.out
+
+    shown = await _opus_process("work", "show", "1", *rpc)
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout.decode()  # strict UTF-8
+    assert dangers(out) == [], out
+    for piece in HOSTILE_SHOWN:
+        assert piece in out, (piece, out)
+    assert "ipfs://x\\x1b]8;;http://evil\\x07 \\x1b[1A\\x1b[2K" in out
+    as_json = await _opus_process("work", "show", "1", "--json", *rpc)
+    assert as_json.returncode == 0 and as_json.stdout.isascii(), as_json.stdout
+    work = json.loads(as_json.stdout)["work"]
+    assert (work["title"], work["metadataUri"]) == (HOSTILE, uri)
+
+    listed = await _opus_process("usage", "list", "--work", "1", *rpc)
+    assert listed.returncode == 0 and dangers(listed.stdout.decode()) == [], listed.stdout
+    assert "model\\x1b[8m hidden\\x1b[0m \\u2066v1" in listed.stdout.decode()
+    listed_json = json.loads((await _opus_process("usage", "list", "--work", "1", "--json",
+                                                  *rpc)).stdout)
+    assert listed_json["items"][0]["subject"] == subject
+
+    # A proof file is untrusted input as well: opus verify shows its title escaped.
+    proof = tmp_path / "art.proof.json"
+    await opus.ok("proof", "1", "--out", str(proof))
+    verdict = await _opus_process("verify", str(proof))
+    assert verdict.returncode == 0 and dangers(verdict.stdout.decode()) == []
+    assert verdict.stdout.decode().startswith('VALID: work #1 "Sunrise\\x1b[2J')
 
 
 async def test_rpc_url_spellings(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -57,11 +58,26 @@ def _broken(mutate: Any) -> dict[str, Any]:
             "title": "x", "creators": [[d["genesis"]["sudo"]]]}]), "creators"),
         (lambda d: d.update(genesis={"raw": {"top": {"0x01": "0x"}}}), "empty"),
         (lambda d: d.update(genesis={"raw": {"top": {"0x01": "zz"}}}), "hex"),
+        (lambda d: d.update(id="/srv/x"), "id '/srv/x' is not allowed"),
+        (lambda d: d.update(id="../../x"), "id '../../x' is not allowed"),
+        (lambda d: d.update(id="a b"), "id 'a b' is not allowed"),
+        (lambda d: d.update(id=""), "id '' is not allowed"),
+        (lambda d: d.update(id="x" * 65), "id 'x{64}…' is not allowed"),
+        (lambda d: d.update(id="opus\n"), "id 'opus\\\\n' is not allowed"),
+        (lambda d: d.update(id="caf\u00e9"), "is not allowed"),
     ],
 )
 def test_bad_specs_raise_named_errors(mutate: Any, message: str) -> None:
     with pytest.raises(ChainSpecError, match=message):
         build_genesis(spec_from_json(_broken(mutate)))
+
+
+def test_chain_ids_are_plain_names_however_the_spec_is_made() -> None:
+    for chain_id in ("opus_dev", "my-chain-2", "X" * 64):
+        assert spec_from_json(dict(spec_to_json(dev_spec()), id=chain_id)).id == chain_id
+    for chain_id in ("../x", "a/b", ".", "x" * 65):
+        with pytest.raises(ChainSpecError, match="A-Z, a-z, 0-9, '_' and '-'"):
+            dataclasses.replace(dev_spec(), id=chain_id)
 
 
 def test_genesis_works_are_registered_and_checked() -> None:

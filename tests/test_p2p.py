@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -17,9 +18,10 @@ from dataclasses import replace
 import pytest
 import trio
 from libp2p.network.exceptions import SwarmException
+from libp2p.pubsub.pb import rpc_pb2
 
 from genesis import Genesis, build_genesis, local_spec
-from p2p import GossipConfig, Network, NetworkConfig, Penalty, SyncConfig
+from p2p import GossipConfig, Network, NetworkConfig, Penalty, SyncConfig, TxImport
 from p2p.host import has_connection
 from p2p.peers import Backoff, Reputation
 from p2p.protocol import (
@@ -111,6 +113,7 @@ class FakeChain:
         self.finalized_number = 0
         self.extrinsics: list[bytes] = []
         self._known_tx: set[bytes] = set()
+        self.unwanted: set[bytes] = set()  # what this fake pool refuses by a limit
         self.import_times: dict[bytes, float] = {}
         self.import_delay = 0.0
         for block in blocks:
@@ -169,12 +172,14 @@ class FakeChain:
             self._justifications[block.hash] = block.justification
         return "imported"
 
-    async def submit_extrinsic(self, raw: bytes) -> bytes:
+    async def submit_extrinsic(self, raw: bytes) -> TxImport:
         if raw in self._known_tx:
-            raise ValueError("AlreadyImported")
+            return TxImport.KNOWN
+        if raw in self.unwanted:
+            return TxImport.UNWANTED
         self._known_tx.add(raw)
         self.extrinsics.append(raw)
-        return raw
+        return TxImport.NEW
 
     # helpers ----------------------------------------------------------------
     def _add(self, block: Block) -> None:
@@ -455,6 +460,62 @@ async def test_transaction_flood_is_batched_by_size() -> None:
             assert b.gossip.dropped["txs"] == 0
     log.warning("6000 txs (%d KiB) in %d batches, all at b after %.0f ms (%.0f tx/s)",
                 sum(map(len, transfers)) // 1024, batches, elapsed * 1000, 6000 / elapsed)
+
+
+async def test_a_publisher_of_transactions_over_the_pool_limits_loses_reputation() -> None:
+    """Each gossiped transaction the pool refuses by a limit costs its publisher 0.05 points:
+    a thousand now and then decay away, a flood of 8,000 gets the publisher banned, and the
+    transactions it published after that are never looked at."""
+    genesis, _ = chain_spec()
+    spam = make_transfers(9000, genesis.hash)
+    chain_b = FakeChain()
+    chain_b.unwanted.update(spam)
+    with trio.fail_after(60):
+        async with running(FakeChain()) as a, running(chain_b, bootnodes=(addr(a),)) as b:
+            await wait_meshed([a, b], {0: [1], 1: [0]})
+            for raw in spam[:1000]:
+                await a.publish_extrinsic(raw)
+            await wait_for(lambda: b.txs_received >= 1000, 20, "the first 1,000")
+            assert -50 <= b.reputation.score(a.peer_id) < -45
+            assert not b.reputation.is_banned(a.peer_id) and b.txs_rejected == 1000
+            for raw in spam[1000:]:
+                await a.publish_extrinsic(raw)
+            await wait_for(lambda: b.reputation.is_banned(a.peer_id), 30, "the ban")
+            await wait_for(lambda: b.peer_count() == 0, 10, "the disconnection")
+            assert b.txs_received < len(spam)
+            assert chain_b.extrinsics == []
+
+
+async def test_large_pubsub_messages_written_at_once_arrive_whole(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Yamux locks each frame of a write, not the whole message, and py-libp2p's pubsub has
+    several writers per peer stream (its outbound queue, the flush of messages queued before
+    the peer was identified, the resend of recent messages): two large messages written at
+    once interleaved their frames, the peer read garbage, and a peer that got such a frame
+    used to stop altogether. Writes to a stream are now whole, one after the other."""
+    caplog.set_level(logging.INFO, logger="opus.p2p")
+    message_ids = [os.urandom(40) for _ in range(12_000)]  # ~500 KB: many Yamux frames
+    with trio.fail_after(30):
+        async with running(FakeChain()) as a, running(FakeChain(), bootnodes=(addr(a),)) as b:
+            await wait_meshed([a, b], {0: [1], 1: [0]})
+            stream = a.gossip.pubsub.peers[b.host.get_id()]
+            rpcs = [rpc_pb2.RPC(control=rpc_pb2.ControlMessage(ihave=[rpc_pb2.ControlIHave(
+                topicID=a.names.txs_topic, messageIDs=message_ids[i::2])])) for i in range(2)]
+            async with trio.open_nursery() as nursery:
+                for _ in range(3):
+                    for rpc in rpcs:
+                        nursery.start_soon(a.gossip.pubsub.write_msg, stream, rpc)
+            await trio.sleep(1)  # b reads what was written
+            assert not [r for r in caplog.records if "pubsub frame" in r.getMessage()]
+            assert b.peer_count() == 1 and b.reputation.score(a.peer_id) == 0
+
+
+def test_per_transaction_penalties_add_up_exactly() -> None:
+    now = [0.0]
+    reputation = Reputation(clock=lambda: now[0])
+    assert not reputation.penalize("relay", Penalty.UNWANTED_TRANSACTION, count=4000)
+    assert reputation.score("relay") == pytest.approx(-200)
+    assert reputation.penalize("relay", Penalty.UNWANTED_TRANSACTION, count=4000)  # -400
 
 
 async def test_votes_are_batched_and_handed_to_the_vote_handler() -> None:

@@ -2,29 +2,37 @@
 
 from __future__ import annotations
 
+import heapq
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 
 import genesis
+from node import txpool
 from node.txpool import (
     AlreadyImported,
+    CannotPayPooledFees,
+    NonceTooFarAhead,
+    PoolError,
     PoolFull,
+    PoolLimits,
     PoolRejected,
     PoolStatus,
     Removal,
     TemporarilyBanned,
     TooLowPriority,
+    TooManyFuture,
     TransactionPool,
 )
 from runtime import codec, executive
 from runtime.block import Header
 from runtime.crypto import Keypair, blake2_256, dev_keypair
 from runtime.execution import build_block
-from runtime.extrinsic import sign_extrinsic
+from runtime.extrinsic import decode_extrinsic, sign_extrinsic
 from runtime.modules import balances, system
-from runtime.state import MemoryState
+from runtime.state import MemoryState, Overlay
 from runtime.support import BlockInfo, make_call
 from runtime.trie import EMPTY_ROOT, MemoryNodeStore, trie_update
 
@@ -45,6 +53,7 @@ class Chain:
         self.nodes.put_nodes(trie_update(self.nodes, EMPTY_ROOT, g.state).new_nodes)
         self.head: Header = g.header
         self.states = {g.hash: MemoryState(g.state)}
+        self.last_changes: dict[bytes, bytes | None] = {}
 
     @property
     def next_block(self) -> BlockInfo:
@@ -65,6 +74,7 @@ class Chain:
         built = build_block(self.state, self.nodes, self.head, raws,
                             timestamp=(self.head.number + 1) * 2000, author=ALICE,
                             genesis_hash=self.genesis_hash)
+        self.last_changes = built.executed.changes
         self.nodes.put_nodes(built.executed.trie.new_nodes)
         self.state = MemoryState(self.state.items)
         self.state.apply(built.executed.changes)
@@ -76,13 +86,26 @@ class Chain:
         self.head = header
         self.state = self.states[header.hash]
 
-    def nonce(self, key: Keypair) -> int:
-        return system.account_info(self.state, key.public).nonce
+    def endow(self, key: Keypair, amount: int) -> None:
+        """Give ``key`` a balance (a genesis-like change to the head state)."""
+        overlay = Overlay(self.state)
+        system.put_account(overlay, key.public, system.AccountInfo(0, amount))
+        self.state.apply(overlay.changes)
 
-    def import_into(self, pool: TransactionPool, raws: Sequence[bytes]) -> list[Removal]:
+    def nonce(self, key: Keypair) -> int:
+        return self.nonce_of(key.public)
+
+    def nonce_of(self, account: bytes) -> int:
+        return system.account_info(self.state, account).nonce
+
+    def import_into(self, pool: TransactionPool, raws: Sequence[bytes], *,
+                    with_changes: bool = True) -> list[Removal]:
+        """Import a block and tell the pool, with the block's write set (as the node does)
+        or without (the pool then reads every signer's account)."""
         included = self.import_block(raws)
         return pool.on_block_imported([blake2_256(r) for r in included], self.state,
-                                           self.next_block, self.genesis_hash)
+                                      self.next_block, self.genesis_hash,
+                                      changed_keys=self.last_changes if with_changes else None)
 
 
 @pytest.fixture
@@ -181,11 +204,15 @@ def test_replacing_a_future_tx_keeps_it_future(chain: Chain) -> None:
 
 
 # ---------------------------------------------------------------------------
-# limits
+# limits: ready
+
+
+def ready_limits(count: int, size: int = 1 << 30) -> PoolLimits:
+    return PoolLimits(ready_count=count, ready_bytes=size)
 
 
 def test_count_limit_evicts_lowest_priority_and_bans_it(chain: Chain) -> None:
-    pool = TransactionPool(max_count=3)
+    pool = TransactionPool(ready_limits(3))
     low = chain.tx(ALICE, 0, tip=1)
     mid = chain.tx(BOB, 0, tip=5)
     high = chain.tx(CHARLIE, 0, tip=9)
@@ -205,37 +232,29 @@ def test_count_limit_evicts_lowest_priority_and_bans_it(chain: Chain) -> None:
     assert pool.drain_events() == []
 
 
-def test_future_is_evicted_before_ready(chain: Chain) -> None:
-    pool = TransactionPool(max_count=2)
-    future = chain.tx(ALICE, 5, tip=100)
-    ready = chain.tx(BOB, 0, tip=1)
-    chain.submit(pool, future)
-    chain.submit(pool, ready)
-    newcomer = chain.tx(CHARLIE, 0, tip=0)
-    assert chain.submit(pool, newcomer) is True
-    assert not pool.contains(h(future))
-    assert pool.ready() == [ready, newcomer]
-    # A future newcomer ranks below every ready transaction: refused.
-    assert_rejected_unchanged(pool, lambda: chain.submit(pool, chain.tx(DAVE, 1, tip=10**6)),
-                              PoolFull)
-
-
-def test_evicting_a_tx_evicts_its_dependents(chain: Chain) -> None:
-    pool = TransactionPool(max_count=3)
+def test_eviction_takes_a_signers_last_ready_transaction(chain: Chain) -> None:
+    """Evicting the last of a signer's run never strands a later transaction: a signer's
+    run is ranked by its last transaction."""
+    pool = TransactionPool(ready_limits(3))
     a0, a1 = chain.tx(ALICE, 0, tip=0), chain.tx(ALICE, 1, tip=50)
     b0 = chain.tx(BOB, 0, tip=10)
     for raw in (a0, a1, b0):
         chain.submit(pool, raw)
-    c0 = chain.tx(CHARLIE, 0, tip=5)
-    chain.submit(pool, c0)
-    # a0 was the worst; a1 cannot be included without it, so it goes too.
-    assert pool.ready() == [b0, c0]
-    assert pool.is_banned(h(a0)) and pool.is_banned(h(a1))
+    # Alice's run ends with tip 50, Bob's with 10: a newcomer must beat 10.
+    assert_rejected_unchanged(pool, lambda: chain.submit(pool, chain.tx(CHARLIE, 0, tip=5)),
+                              PoolFull)
+    c0 = chain.tx(CHARLIE, 0, tip=11)
+    assert chain.submit(pool, c0) is True
+    assert pool.ready() == [c0, a0, a1] and pool.is_banned(h(b0))
+    # Now Charlie (11) is the worst run's end; a third Alice transaction (tip 60) beats it.
+    a2 = chain.tx(ALICE, 2, tip=60)
+    assert chain.submit(pool, a2) is True
+    assert pool.ready() == [a0, a1, a2] and pool.is_banned(h(c0))
 
 
 def test_byte_limit(chain: Chain) -> None:
     a0 = chain.tx(ALICE, 0, tip=1)
-    pool = TransactionPool(max_bytes=2 * len(a0) + 1)
+    pool = TransactionPool(PoolLimits(ready_bytes=2 * len(a0) + 1))
     b0, c0 = chain.tx(BOB, 0, tip=2), chain.tx(CHARLIE, 0, tip=3)
     chain.submit(pool, a0)
     chain.submit(pool, b0)
@@ -243,6 +262,95 @@ def test_byte_limit(chain: Chain) -> None:
     assert pool.ready() == [c0, b0]
     assert pool.status().bytes == len(b0) + len(c0)
     assert pool.is_banned(h(a0))
+
+
+def test_a_gap_filler_promoting_past_the_limit_evicts_the_worst_runs(chain: Chain) -> None:
+    pool = TransactionPool(ready_limits(3))
+    b0, c0 = chain.tx(BOB, 0, tip=1), chain.tx(CHARLIE, 0, tip=2)
+    a1, a2 = chain.tx(ALICE, 1, tip=9), chain.tx(ALICE, 2, tip=9)
+    for raw in (b0, c0, a1, a2):
+        chain.submit(pool, raw)
+    assert pool.status() == PoolStatus(2, 2, sum(map(len, (b0, c0, a1, a2))))
+    a0 = chain.tx(ALICE, 0, tip=9)
+    assert chain.submit(pool, a0) is True  # 5 ready would be over 3: b0 and c0 go
+    assert pool.ready() == [a0, a1, a2]
+    assert pool.is_banned(h(b0)) and pool.is_banned(h(c0))
+
+
+# ---------------------------------------------------------------------------
+# limits: future
+
+
+def test_future_has_its_own_smaller_limits(chain: Chain) -> None:
+    assert PoolLimits.for_ready(8192, 20480) == PoolLimits()
+    pool = TransactionPool(PoolLimits(ready_count=2, future_count=2))
+    b0, c0 = chain.tx(BOB, 0, tip=1), chain.tx(CHARLIE, 0, tip=1)
+    a5, d5 = chain.tx(ALICE, 5, tip=1), chain.tx(DAVE, 5, tip=1)
+    for raw in (b0, c0, a5, d5):
+        chain.submit(pool, raw)
+    assert pool.status().ready == 2 and pool.status().future == 2
+    # A better-paying future transaction evicts the worst future one, never a ready one.
+    e5 = chain.tx(dev_keypair("eve"), 5, tip=2)
+    assert chain.submit(pool, e5) is False
+    assert not pool.contains(h(d5)) and pool.contains(h(b0)) and pool.contains(h(c0))
+    # An equal one ranks below on arrival: refused, nothing changes.
+    assert_rejected_unchanged(
+        pool, lambda: chain.submit(pool, chain.tx(dev_keypair("ferdie"), 5, tip=1)), PoolFull)
+
+
+def test_a_signer_may_hold_only_a_few_future_transactions(chain: Chain) -> None:
+    pool = TransactionPool(PoolLimits(future_per_sender=3))
+    for nonce in (2, 3, 4):
+        assert chain.submit(pool, chain.tx(ALICE, nonce)) is False
+    assert_rejected_unchanged(pool, lambda: chain.submit(pool, chain.tx(ALICE, 5)),
+                              TooManyFuture)
+    # Others are unaffected, and the gap filler is taken: it promotes the waiting ones.
+    assert chain.submit(pool, chain.tx(BOB, 1)) is False
+    assert chain.submit(pool, chain.tx(ALICE, 0)) is True
+    assert chain.submit(pool, chain.tx(ALICE, 1)) is True
+    assert [pool.get(h(r)).nonce for r in pool.ready()] == [0, 1, 2, 3, 4]  # type: ignore[union-attr]
+    assert chain.submit(pool, chain.tx(ALICE, 5)) is True  # ready now, not future
+
+
+def test_a_nonce_far_ahead_is_refused_before_its_signature_is_checked(chain: Chain) -> None:
+    pool = TransactionPool(PoolLimits(max_nonce_ahead=10))
+    chain.submit(pool, chain.tx(ALICE, 0))
+    assert chain.submit(pool, chain.tx(ALICE, 11)) is False  # next nonce 1, 10 ahead: ok
+    forged = bytearray(chain.tx(ALICE, 12))
+    forged[40] ^= 1  # inside the signature: the pool's policy refuses it first, cheaply
+    assert_rejected_unchanged(pool, lambda: chain.submit(pool, bytes(forged)),
+                              NonceTooFarAhead)
+    assert not pool.is_banned(h(bytes(forged)))  # not judged invalid: just not wanted now
+
+
+def test_future_transactions_expire_even_when_immortal(chain: Chain) -> None:
+    pool = TransactionPool(PoolLimits(future_longevity=3))
+    a2, b0 = chain.tx(ALICE, 2), chain.tx(BOB, 0)
+    chain.submit(pool, a2)  # at block 1
+    chain.submit(pool, b0)
+    pool.drain_events()
+    for _ in range(2):
+        assert chain.import_into(pool, []) == []
+    assert pool.contains(h(a2))
+    removed = chain.import_into(pool, [])  # block 4: waited 3 blocks
+    assert [(r.tx_hash, r.status) for r in removed] == [(h(a2), "dropped")]
+    assert removed[0].reason.startswith("FutureExpired")
+    assert pool.ready() == [b0] and pool.status().future == 0
+    assert not pool.is_banned(h(a2))  # may come back once its gap is filled
+
+
+def test_a_signers_pooled_transactions_must_be_payable_together(chain: Chain) -> None:
+    one = chain.tx(ALICE, 0)
+    fee = executive.compute_fee(len(one), executive.call_weight(decode_extrinsic(one)))
+    poor = Keypair.from_seed(blake2_256(b"poor"))
+    chain.endow(poor, 2 * fee + fee // 2)
+    pool = TransactionPool()
+    assert chain.submit(pool, chain.tx(poor, 0)) is True
+    assert chain.submit(pool, chain.tx(poor, 5)) is False  # future: it must be payable too
+    assert_rejected_unchanged(pool, lambda: chain.submit(pool, chain.tx(poor, 1)),
+                              CannotPayPooledFees)
+    # A replacement pays for itself only: a higher tip that fits is fine.
+    assert chain.submit(pool, chain.tx(poor, 5, tip=fee // 4)) is False
 
 
 # ---------------------------------------------------------------------------
@@ -283,7 +391,7 @@ def test_duplicate_is_already_imported(chain: Chain) -> None:
 
 
 def test_rejected_tx_is_banned_for_ban_blocks(chain: Chain) -> None:
-    pool = TransactionPool(ban_blocks=3)
+    pool = TransactionPool(PoolLimits(ban_blocks=3))
     good = chain.tx(ALICE, 0)
     bad_sig = bytearray(good)
     bad_sig[40] ^= 1  # inside the signature
@@ -303,7 +411,7 @@ def test_rejected_tx_is_banned_for_ban_blocks(chain: Chain) -> None:
 
 
 def test_bans_expire_in_their_own_order(chain: Chain) -> None:
-    pool = TransactionPool(ban_blocks=3)
+    pool = TransactionPool(PoolLimits(ban_blocks=3))
 
     def forged(nonce: int) -> bytes:
         raw = bytearray(chain.tx(ALICE, nonce))
@@ -446,36 +554,188 @@ def test_reorg_reports_retracted_made_invalid(chain: Chain) -> None:
 
 
 def test_random_submissions_keep_invariants(chain: Chain) -> None:
-    """Random nonces, tips and replacements under tight limits (seeded, so repeatable)."""
+    """Random nonces, tips, replacements and blocks under tight limits (seeded, repeatable)."""
     rng = random.Random(7)
     keys = [dev_keypair(n) for n in ("alice", "bob", "charlie", "dave", "eve", "ferdie")]
     size = len(chain.tx(ALICE, 0))
-    pool = TransactionPool(max_count=10, max_bytes=8 * size + size // 2)
+    limits = PoolLimits(ready_count=10, ready_bytes=8 * size + size // 2, future_count=4,
+                        future_bytes=1 << 20, future_per_sender=2, max_nonce_ahead=4,
+                        future_longevity=5)
+    pool = TransactionPool(limits)
     outcomes: dict[str, int] = {}
-    for _ in range(300):
+    for step in range(600):
+        if step % 50 == 49:
+            chain.import_into(pool, pool.ready(limit=rng.randrange(1, 6)),
+                              with_changes=rng.random() < 0.5)
+            continue
         key = rng.choice(keys)
-        raw = chain.tx(key, rng.randrange(6), tip=rng.randrange(20), amount=rng.randrange(1, 4))
+        nonce = chain.nonce(key) + rng.randrange(8)
+        raw = chain.tx(key, nonce, tip=rng.randrange(20), amount=rng.randrange(1, 4))
         before = (pool.status(), pool.pending())
         try:
             chain.submit(pool, raw)
             outcomes["ok"] = outcomes.get("ok", 0) + 1
-        except (PoolFull, TooLowPriority, AlreadyImported, TemporarilyBanned) as e:
-            outcomes[type(e).__name__] = outcomes.get(type(e).__name__, 0) + 1
+        except PoolError as e:
+            outcomes[e.reason] = outcomes.get(e.reason, 0) + 1
             assert (pool.status(), pool.pending()) == before
-        ready, future, nbytes = pool.status()
-        assert ready + future == len(pool.pending()) <= 10
-        assert nbytes == sum(len(r) for r in pool.pending()) <= pool.max_bytes
-        # Per sender, ready() yields nonces 0, 1, 2 … in order; future ones follow a gap.
-        seen: dict[bytes, int] = {}
-        for raw_ready in pool.ready():
-            tx = pool.get(h(raw_ready))
-            assert tx is not None and tx.nonce == seen.get(tx.sender, 0)
-            seen[tx.sender] = tx.nonce + 1
-        for raw_future in pool.pending()[ready:]:
-            tx = pool.get(h(raw_future))
-            assert tx is not None and tx.nonce > seen.get(tx.sender, 0)
-        # Across senders, the first ready tx of each comes out best tip first.
-        firsts = [pool.get(h(r)) for r in pool.ready()]
-        heads = [t.priority for t in firsts if t is not None and t.nonce == 0]
-        assert heads == sorted(heads, reverse=True)
-    assert outcomes["ok"] > 30 and outcomes.get("PoolFull", 0) > 0
+        assert_invariants(pool, chain, limits)
+    assert outcomes["ok"] > 50
+    for refusal in ("PoolFull", "TooManyFuture", "NonceTooFarAhead", "TooLowPriority"):
+        assert outcomes.get(refusal, 0) > 0, outcomes
+
+
+def assert_invariants(pool: TransactionPool, chain: Chain, limits: PoolLimits) -> None:
+    ready, future, nbytes = pool.status()
+    pending = pool.pending()
+    assert ready + future == len(pending) == len(pool) and ready == len(pool.ready())
+    assert nbytes == sum(len(r) for r in pending)
+    assert ready <= limits.ready_count and future <= limits.future_count
+    ready_bytes = sum(len(r) for r in pool.ready())
+    assert ready_bytes <= limits.ready_bytes and nbytes - ready_bytes <= limits.future_bytes
+    # Per sender, ready() yields nonces from the account's on, in order; future ones follow
+    # a gap, few per sender, not too far ahead.
+    seen: dict[bytes, int] = {}
+    for raw_ready in pool.ready():
+        tx = pool.get(h(raw_ready))
+        assert tx is not None and pool.is_ready(tx.tx_hash)
+        expected = seen.get(tx.sender, system.account_info(chain.state, tx.sender).nonce)
+        assert tx.nonce == expected
+        seen[tx.sender] = tx.nonce + 1
+    waiting: dict[bytes, int] = {}
+    for raw_future in pending[ready:]:
+        tx = pool.get(h(raw_future))
+        assert tx is not None and not pool.is_ready(tx.tx_hash)
+        next_nonce = seen.get(tx.sender, system.account_info(chain.state, tx.sender).nonce)
+        assert next_nonce < tx.nonce
+        assert pool.next_nonce(tx.sender, chain.nonce_of(tx.sender)) == next_nonce
+        waiting[tx.sender] = waiting.get(tx.sender, 0) + 1
+    assert all(count <= limits.future_per_sender for count in waiting.values())
+    # Across senders, the first ready transaction of each comes out best tip first.
+    firsts = [pool.get(h(r)) for r in pool.ready()]
+    heads = [t.priority for t in firsts
+             if t is not None and t.nonce == chain.nonce_of(t.sender)]
+    assert heads == sorted(heads, reverse=True)
+
+
+# ---------------------------------------------------------------------------
+# cost of an attack, counted in operations (not by the clock)
+
+
+class OperationCounter:
+    """Counts the pool's heap operations and full validity checks (signature included)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.heap = 0
+        self.validations = 0
+        counter = self
+
+        class CountingHeapq:
+            @staticmethod
+            def heappush(heap: list[Any], item: Any) -> None:
+                counter.heap += 1
+                heapq.heappush(heap, item)
+
+            @staticmethod
+            def heappop(heap: list[Any]) -> Any:
+                counter.heap += 1
+                return heapq.heappop(heap)
+
+            @staticmethod
+            def heapify(heap: list[Any]) -> None:
+                counter.heap += len(heap)
+                heapq.heapify(heap)
+
+        real_validate = txpool._validate
+
+        def validate(*args: Any) -> Any:
+            counter.validations += 1
+            return real_validate(*args)
+
+        monkeypatch.setattr(txpool, "heapq", CountingHeapq)
+        monkeypatch.setattr(txpool, "_validate", validate)
+
+    def measure(self, fn: Callable[..., object], *args: Any) -> tuple[int, int]:
+        """(heap operations, validity checks) of ``fn(*args)``."""
+        heap, validations = self.heap, self.validations
+        fn(*args)
+        return self.heap - heap, self.validations - validations
+
+
+def test_a_future_spammer_costs_the_pool_less_than_an_honest_sender(
+        chain: Chain, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The finding: one account that holds about one fee filled the pool with nonce-gap
+    transactions, and each further submission cost 100-300x an honest one (the eviction
+    heap walked for every one of the sender's transactions, its queue sorted per
+    submission). Now a refused spam submission costs no heap operation and no signature
+    check, and an honest submission's heap operations do not grow with the pool."""
+    pool = TransactionPool()
+    counter = OperationCounter(monkeypatch)
+    spammer = ALICE
+    honest = [Keypair.from_seed(blake2_256(b"honest %d" % i)) for i in range(3000)]
+    for key in honest:
+        chain.endow(key, 10**15)
+
+    def honest_costs(keys: Sequence[Keypair]) -> list[tuple[int, int]]:
+        costs = []
+        for key in keys:
+            raw = chain.tx(key, 0)
+            costs.append(counter.measure(chain.submit, pool, raw))
+        return costs
+
+    early = honest_costs(honest[:100])
+    # The spammer fills every slot it may have, then keeps trying.
+    accepted, refusals = 0, []
+    for nonce in range(1, 2000):
+        raw = chain.tx(spammer, nonce)
+        try:
+            counter.measure(chain.submit, pool, raw)
+            accepted += 1
+        except (TooManyFuture, NonceTooFarAhead) as e:
+            refusals.append((e.reason, counter.heap, counter.validations))
+    assert accepted == pool.limits.future_per_sender
+    assert pool.status().future == accepted
+    # Refused: not one heap operation, not one signature check between the refusals.
+    heap_ops = {h for _, h, _ in refusals}
+    checks = {v for _, _, v in refusals}
+    assert len(refusals) == 1999 - accepted and len(heap_ops) == 1 and len(checks) == 1
+    assert {reason for reason, _, _ in refusals} == {"TooManyFuture", "NonceTooFarAhead"}
+
+    late = honest_costs(honest[100:])  # the pool grows to 3,000 ready transactions
+    assert pool.status().ready == 3000
+    for costs in (early, late):
+        assert {validations for _, validations in costs} == {1}
+    # A ready newcomer pushes one tail entry (and at most a rebuild's worth now and then):
+    # the same small number whether the pool holds 100 or 3,000 transactions.
+    assert max(ops for ops, _ in late) <= max(ops for ops, _ in early) + 1
+    assert sum(ops for ops, _ in late) <= 3 * len(late)
+
+    # The spammer's own gap filler is still taken, and promotes what waited.
+    assert chain.submit(pool, chain.tx(spammer, 0)) is True
+    assert pool.status().future == 0 and pool.next_nonce(spammer.public, 0) == accepted + 1
+
+
+def test_evicting_from_a_full_pool_costs_a_few_heap_operations(
+        chain: Chain, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full pool: every better-paying newcomer evicts one transaction, in O(log n), and a
+    long run loses its transactions from its end, one per newcomer."""
+    limit = 500
+    pool = TransactionPool(ready_limits(limit))
+    counter = OperationCounter(monkeypatch)
+    runner = ALICE  # a catalogue upload: one signer, a long run, the lowest tip
+    for nonce in range(limit // 2):
+        chain.submit(pool, chain.tx(runner, nonce, tip=1))
+    keys = [Keypair.from_seed(blake2_256(b"k %d" % i)) for i in range(limit // 2 + 100)]
+    for key in keys:
+        chain.endow(key, 10**15)
+    for key in keys[:limit // 2]:
+        chain.submit(pool, chain.tx(key, 0, tip=5))
+    assert pool.status().ready == limit
+    costs = []
+    for key in keys[limit // 2:]:
+        raw = chain.tx(key, 0, tip=10)
+        costs.append(counter.measure(chain.submit, pool, raw)[0])
+    assert pool.status().ready == limit
+    assert pool.next_nonce(runner.public, 0) == limit // 2 - 100  # its last 100 went
+    # Each: the victim popped and its signer's new tail pushed, the newcomer's tail pushed,
+    # plus outdated entries skipped (each skipped once, ever).
+    assert sum(costs) <= 8 * len(costs)

@@ -8,8 +8,10 @@ given as the whole ``params`` object. Unsafe methods answer -32601 "Method not
 allowed" unless the node runs with ``--rpc-methods unsafe``.
 
 :func:`handle_payload` is everything the server calls: raw request bytes in,
-a JSON-able answer (or None for notifications) out. It never raises for bad
-input. See ``docs/rpc.md`` for every method's params, result and an example.
+the answer as UTF-8 JSON bytes (or None for notifications) out. It never
+raises for bad input and enforces the protocol's limits (batch length, answer
+size, the connection's rate limit). See ``docs/rpc.md`` for every method's
+params, result and an example, and its "Limits" section.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import math
 import os
+import re
 import secrets
 import string
 import tomllib
@@ -41,14 +45,18 @@ from node.rpc import (
     POOL_TOO_LOW_PRIORITY,
     TOO_MANY_SUBSCRIPTIONS,
     RpcError,
+    batch_response_too_big,
+    batch_too_long,
     header_to_json,
     invalid_params,
+    rate_limited,
+    response_too_big,
     to_json,
 )
 from node.txpool import (
+    LIMIT_REFUSALS,
     AlreadyImported,
     PoolError,
-    PoolFull,
     PoolRejected,
     TemporarilyBanned,
     TooLowPriority,
@@ -75,7 +83,6 @@ log = logging.getLogger("opus.rpc")
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
-MAX_BATCH = 1024
 MAX_READ_PROOF_KEYS = 1024
 EARNINGS_SCAN_LIMIT = 10_000
 U64_MAX = (1 << 64) - 1
@@ -121,6 +128,49 @@ class RpcService:
                       if safe or self.unsafe_allowed)
 
 
+class RateLimiter:
+    """``--rpc-rate-limit``: at most ``per_minute`` calls a minute on one connection.
+
+    Substrate's rule (governor's GCRA, ``Quota::per_minute``): a burst of
+    ``per_minute`` calls at once, then one call every ``60 / per_minute`` seconds.
+    A call over the rate waits for its turn, as Substrate's middleware waits
+    and retries, if at most :attr:`MAX_WAITING` calls are ahead of it; later
+    calls are refused at once with -32999 "RPC rate limit exceeded" (where
+    Substrate gives up after ten retries) and do not use up the allowance.
+    The calls of one batch arrive together, so past the allowance ten of them
+    wait and the rest are refused; a client sending one call at a time is
+    slowed down to the rate, never refused.
+    """
+
+    MAX_WAITING = 10  # Substrate's MAX_RETRIES
+
+    def __init__(self, per_minute: int) -> None:
+        if per_minute < 1:
+            raise ValueError("a rate limit allows at least one call per minute")
+        self.interval = 60.0 / per_minute
+        self._tolerance = (per_minute - 1) * self.interval  # the burst
+        self._next: float | None = None  # the theoretical arrival time of the next call
+
+    def reserve(self, now: float) -> float | None:
+        """Seconds the call arriving at ``now`` must wait; None if it is refused."""
+        theoretical = now if self._next is None else max(self._next, now)
+        wait = theoretical - self._tolerance - now
+        if wait > self.MAX_WAITING * self.interval:
+            return None
+        self._next = theoretical + self.interval
+        return max(wait, 0.0)
+
+    async def admit(self, arrived: float) -> None:
+        """Wait for the turn of a call that arrived at ``arrived`` (trio's clock).
+
+        RpcError -32999 if too many calls are waiting already.
+        """
+        wait = self.reserve(arrived)
+        if wait is None:
+            raise rate_limited()
+        await trio.sleep_until(arrived + wait)
+
+
 Notify = Callable[[Any], Awaitable[None]]
 Producer = Callable[[Notify], Awaitable[None]]
 
@@ -146,21 +196,29 @@ class Session:
     A WebSocket transport gives ``send`` (queue one JSON message to the client)
     and a ``nursery`` that lives as long as the connection; subscription tasks
     run there. A subscription's tasks start only when :meth:`start_pending` is
-    called, after the answer carrying its id was queued, so the id always
-    reaches the client before the first notification.
+    called, after the answer carrying its id was sent, so the id always
+    reaches the client before the first notification. ``rate_limit`` is the
+    connection's (shared by the HTTP requests of one keep-alive connection).
     """
 
     def __init__(self, service: RpcService, *, send: Callable[[Any], Awaitable[None]] | None = None,
-                 nursery: trio.Nursery | None = None) -> None:
+                 nursery: trio.Nursery | None = None,
+                 rate_limit: RateLimiter | None = None) -> None:
         self.service = service
         self.node = service.node
         self._send = send
         self._nursery = nursery
+        self.rate_limit = rate_limit
         self.subscriptions: dict[str, _Subscription] = {}
 
     @property
     def max_subscriptions(self) -> int:
         return self.node.config.rpc_max_subscriptions
+
+    @property
+    def max_response_size(self) -> int:
+        """Bytes one answer may take; methods with long answers stop building past it."""
+        return self.node.config.rpc_max_response_size
 
     def require_subscriptions(self) -> None:
         """Refuse a new subscription on HTTP or past the per-connection limit."""
@@ -276,41 +334,161 @@ def _error(request_id: Any, error: RpcError) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "error": error.to_json(), "id": request_id}
 
 
-def _valid_id(value: Any) -> bool:
-    return value is None or isinstance(value, str) or (
-        isinstance(value, int | float) and not isinstance(value, bool))
-
-
-async def handle_payload(session: Session, payload: bytes | str) -> Any:
-    """Answer one JSON-RPC message (a request or a batch); None when nothing is to be sent."""
+def _encodable(text: str) -> bool:
+    """False for a string holding a lone surrogate, which UTF-8 cannot carry."""
     try:
-        message = json.loads(payload)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_NOT_UNICODE = "strings must be valid Unicode: no lone surrogate, no invalid UTF-8"
+_NOT_FINITE = "numbers must be finite: no NaN, Infinity or 1e999"
+
+
+def _id_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be an id (it goes back into the answer), or None if it can."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return None
+    if isinstance(value, str):
+        return None if _encodable(value) else f"id: {_NOT_UNICODE}"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"id: {_NOT_FINITE}"
+    return "id must be a string, a finite number or null"
+
+
+# Text that may decode to a lone surrogate: its escape (\ud800) or an undecodable byte
+# (which "surrogateescape" turns into U+DC80-U+DCFF). Only then are strings checked.
+_MAYBE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+
+
+def _parse(payload: bytes | str) -> tuple[Any, bool]:
+    """The JSON value of ``payload``, and whether it may hold what JSON cannot carry back.
+
+    Bytes must be UTF-8 (RFC 8259); bytes that are not are kept as lone surrogates
+    so that only the requests holding them are refused. ``NaN``, ``Infinity``,
+    ``-Infinity`` and numbers beyond a double (``1e999``) parse to non-finite
+    floats, refused the same way. ValueError (or RecursionError) if not JSON.
+    """
+    text = payload.decode("utf-8", "surrogateescape") if isinstance(payload, bytes) else payload
+    non_finite = False
+
+    def constant(token: str) -> float:
+        nonlocal non_finite
+        non_finite = True
+        return float(token)
+
+    def number(token: str) -> float:
+        nonlocal non_finite
+        value = float(token)
+        non_finite = non_finite or not math.isfinite(value)
+        return value
+
+    message = json.loads(text, parse_constant=constant, parse_float=number)
+    return message, non_finite or _MAYBE_SURROGATE.search(text) is not None
+
+
+def _unrepresentable(value: Any) -> str | None:
+    """What in a parsed request cannot be JSON text again, or None if nothing."""
+    stack = [value]
+    while stack:  # no recursion: the parser allows deeper nesting than the stack
+        item = stack.pop()
+        if isinstance(item, str):
+            if not _encodable(item):
+                return _NOT_UNICODE
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return _NOT_FINITE
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+    return None
+
+
+def encode_json(value: Any) -> bytes:
+    """Compact UTF-8 JSON; ValueError for what JSON cannot carry, TypeError for a non-JSON type."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+def _encode_answer(answer: dict[str, Any], limit: int) -> bytes:
+    """One answer as JSON; over ``limit`` bytes it is replaced by -32008 "Response is too big"."""
+    try:
+        data = encode_json(answer)
+    except (ValueError, TypeError):  # a method's bug: every input was checked
+        log.exception("RPC answer is not representable as JSON")
+        data = encode_json(_error(answer["id"], RpcError(INTERNAL_ERROR, "Internal error",
+                                                    "the answer is not representable as JSON")))
+    if len(data) > limit:
+        data = encode_json(_error(answer["id"], response_too_big(limit)))
+    return data
+
+
+async def handle_payload(session: Session, payload: bytes | str) -> bytes | None:
+    """Answer one JSON-RPC message (a request or a batch) as UTF-8 JSON.
+
+    None when nothing is to be sent (notifications only). It never raises for
+    bad input, and the answer is always valid JSON of at most
+    ``rpc_max_response_size`` bytes.
+    """
+    arrived = trio.current_time()
+    try:
+        message, suspicious = _parse(payload)
     except (ValueError, RecursionError):
-        return _error(None, RpcError(PARSE_ERROR, "Parse error"))
+        return encode_json(_error(None, RpcError(PARSE_ERROR, "Parse error")))
     if isinstance(message, list):
-        if not message:
-            return _error(None, RpcError(INVALID_REQUEST, "Invalid request", "empty batch"))
-        if len(message) > MAX_BATCH:
-            return _error(None, RpcError(INVALID_REQUEST, "Invalid request",
-                                         f"a batch holds at most {MAX_BATCH} requests"))
-        answers = []
-        for item in message:
-            answer = await handle_request(session, item)
-            if answer is not None:
-                answers.append(answer)
-        return answers or None
-    return await handle_request(session, message)
+        return await _handle_batch(session, message, suspicious, arrived)
+    answer = await handle_request(session, message, check_text=suspicious, arrived=arrived)
+    return None if answer is None else _encode_answer(answer, session.max_response_size)
 
 
-async def handle_request(session: Session, request: Any) -> dict[str, Any] | None:
-    """Answer one request object; None for a (valid) notification."""
+async def _handle_batch(session: Session, batch: list[Any], suspicious: bool,
+                        arrived: float) -> bytes | None:
+    """Answer a batch in order; its answers are written as they come and stop at the limit."""
+    if not batch:
+        return encode_json(_error(None, RpcError(INVALID_REQUEST, "Invalid request",
+                                                 "empty batch")))
+    max_len = session.node.config.rpc_max_batch_len
+    if len(batch) > max_len:
+        return encode_json(_error(None, batch_too_long(max_len)))
+    limit = session.max_response_size
+    answers: list[bytes] = []
+    size = 1  # "[", then each answer with its "," or the closing "]"
+    for i, item in enumerate(batch):
+        if i:
+            await trio.lowlevel.checkpoint()  # let the node author and import between calls
+        answer = await handle_request(session, item, check_text=suspicious, arrived=arrived)
+        if answer is None:
+            continue
+        data = _encode_answer(answer, limit)
+        size += len(data) + 1
+        if size > limit:  # the rest would be thrown away: stop here
+            return encode_json(_error(None, batch_response_too_big(limit)))
+        answers.append(data)
+    return b"[" + b",".join(answers) + b"]" if answers else None
+
+
+async def handle_request(session: Session, request: Any, *, check_text: bool = True,
+                         arrived: float | None = None) -> dict[str, Any] | None:
+    """Answer one request object; None for a (valid) notification.
+
+    ``check_text`` False skips the walk for lone surrogates and non-finite
+    numbers (when the parser saw none); ``arrived`` is when the message
+    holding the request arrived (for the rate limit; default: now).
+    """
     if not isinstance(request, dict):
         return _error(None, RpcError(INVALID_REQUEST, "Invalid request",
                                      "a request is a JSON object"))
     request_id = request.get("id")
-    if not _valid_id(request_id):
-        return _error(None, RpcError(INVALID_REQUEST, "Invalid request",
-                                     "id must be a string, a number or null"))
+    id_problem = _id_problem(request_id)
+    if id_problem is not None:
+        return _error(None, RpcError(INVALID_REQUEST, "Invalid request", id_problem))
+    problem = _unrepresentable(request) if check_text else None
+    if problem is not None:
+        return _error(request_id, RpcError(INVALID_REQUEST, "Invalid request", problem))
     method = request.get("method")
     params = request.get("params", [])
     if request.get("jsonrpc") != "2.0":
@@ -329,6 +507,8 @@ async def handle_request(session: Session, request: Any) -> dict[str, Any] | Non
         return _error(request_id, RpcError(INVALID_REQUEST, "Invalid request",
                                            "params must be an array or an object"))
     try:
+        if session.rate_limit is not None:
+            await session.rate_limit.admit(trio.current_time() if arrived is None else arrived)
         result = await call_method(session, method, params)
     except RpcError as e:
         answer: dict[str, Any] = _error(request_id, e)
@@ -478,19 +658,20 @@ def license_json(lic: licensing.License, next_block: int) -> dict[str, Any]:
 
 
 def pool_error(e: PoolError) -> RpcError:
+    """Substrate's author error for a pool refusal; ``data`` starts with the refusal's name."""
     if isinstance(e, PoolRejected):
         return RpcError(POOL_INVALID_TX, "Invalid Transaction", f"{e.reason}: {e.message}")
     if isinstance(e, TemporarilyBanned):
         return RpcError(POOL_TEMPORARILY_BANNED, "Transaction is temporarily banned",
-                        f"TemporarilyBanned: {e}")
+                        f"{e.reason}: {e}")
     if isinstance(e, AlreadyImported):
         return RpcError(POOL_ALREADY_IMPORTED, "Transaction Already Imported",
-                        f"AlreadyImported: {e}")
+                        f"{e.reason}: {e}")
     if isinstance(e, TooLowPriority):
-        return RpcError(POOL_TOO_LOW_PRIORITY, "Priority is too low", f"TooLowPriority: {e}")
-    if isinstance(e, PoolFull):
-        return RpcError(POOL_IMMEDIATELY_DROPPED, "Immediately Dropped", f"PoolFull: {e}")
-    return RpcError(POOL_INVALID_TX, "Invalid Transaction", f"{type(e).__name__}: {e}")
+        return RpcError(POOL_TOO_LOW_PRIORITY, "Priority is too low", f"{e.reason}: {e}")
+    if e.reason in LIMIT_REFUSALS:  # PoolFull, TooManyFuture, NonceTooFarAhead
+        return RpcError(POOL_IMMEDIATELY_DROPPED, "Immediately Dropped", f"{e.reason}: {e}")
+    return RpcError(POOL_INVALID_TX, "Invalid Transaction", f"{e.reason}: {e}")
 
 
 def _ids_in(store: Any, prefix: bytes, start: int, limit: int) -> tuple[list[int], int | None]:
@@ -517,16 +698,8 @@ def _page_of(session: Session, index: StorageMap[bool], owner_key: bytes, start:
 
 
 def _next_nonce(node: Node, who: bytes, chain_nonce: int) -> int:
-    """The account nonce after its contiguous run of pooled transactions."""
-    pooled = set()
-    for raw in node.pool.pending():
-        tx = node.pool.get(blake2_256(raw))
-        if tx is not None and tx.sender == who:
-            pooled.add(tx.nonce)
-    nonce = chain_nonce
-    while nonce in pooled:
-        nonce += 1
-    return nonce
+    """The account nonce after its ready transactions in the pool (the pool's own index)."""
+    return node.pool.next_nonce(who, chain_nonce)
 
 
 # ---------------------------------------------------------------------------
@@ -774,7 +947,16 @@ async def author_unwatchExtrinsic(s: Session, subscription: Any) -> bool:
 
 @rpc()
 async def author_pendingExtrinsics(s: Session) -> list[str]:
-    return [hex0x(raw) for raw in s.node.pool.pending()]
+    # The pool may hold 20 MiB (40 MiB of hex): stop as soon as the answer is too big.
+    limit = s.max_response_size
+    size = 0
+    pending = []
+    for raw in s.node.pool.pending():
+        size += 2 * len(raw) + 5  # "0x…", in JSON
+        if size > limit:
+            raise response_too_big(limit)
+        pending.append(hex0x(raw))
+    return pending
 
 
 def _keystore(node: Node) -> Path:
