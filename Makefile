@@ -25,7 +25,7 @@ bench-pool: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy runtime
+	$(BIN)/mypy --strict runtime client
 
 install: $(STAMP)
 

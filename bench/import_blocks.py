@@ -41,9 +41,9 @@ from typing import Any
 
 from genesis.builder import build_genesis
 from genesis.spec import ChainSpec, GenesisWork, dev_spec
-from node.blockfile import export_blocks, import_blocks
-from node.importer import PhaseTimes, SignatureWorkers, settle_for_import, verify_and_execute
-from node.storage import ChainStore
+from node.chain.blockfile import export_blocks, import_blocks
+from node.chain.importer import PhaseTimes, SignatureWorkers, settle_for_import, verify_and_execute
+from node.chain.store import ChainStore
 from runtime import codec
 from runtime.crypto import Keypair, blake2_256, dev_keypair, sha256, verify
 from runtime.execution import build_block
@@ -285,7 +285,7 @@ def import_file(args: argparse.Namespace, workdir: Path, block_file: Path) -> di
         # CPU time of the importing thread alone: on a machine shared with other work
         # it shows how much of the wall time was this import's own work.
         "import_thread_cpu_seconds": round(cpu, 3),
-        # The node-side listing index follows on a thread of its own (node.indexer),
+        # The node-side listing index follows on a thread of its own (node.chain.indexer),
         # sharing the GIL and the cores with the import: its time is within
         # import_seconds, spread over the phases.
         "indexer_thread_cpu_seconds": round(indexer_cpu, 3),

@@ -49,10 +49,10 @@ import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 from bench.sync import HOST, NodeProcess
+from client.api import header_from_json
 from genesis.builder import build_genesis
 from genesis.spec import dev_spec
 from node import nodekey
-from node.rpc import header_from_json
 from node.txpool import PoolError, PoolLimits, TransactionPool
 from runtime import codec
 from runtime.block import Block, Header, Justification

@@ -43,8 +43,8 @@ from bench import import_blocks as import_bench
 from genesis.builder import build_genesis
 from genesis.spec import ChainSpec, local_spec, spec_to_json
 from node import nodekey
-from node.blockfile import export_blocks
-from node.storage import ChainStore
+from node.chain.blockfile import export_blocks
+from node.chain.store import ChainStore
 from runtime.block import Justification, sign_precommit
 from runtime.crypto import dev_keypair
 from runtime.execution import build_block

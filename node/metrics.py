@@ -26,6 +26,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from node.version import VERSION
+
 log = logging.getLogger("opus")
 
 MAX_REQUEST_BYTES = 8192
@@ -64,9 +66,7 @@ class Metrics:
 
     @classmethod
     def for_node(cls, node: Any) -> Metrics:
-        from node.cli import version
-
-        return cls(version=version(), chain=node.genesis.spec.id, name=node.config.name)
+        return cls(version=VERSION, chain=node.genesis.spec.id, name=node.config.name)
 
     # ---------------------------------------------------------------- fed by the node
 

@@ -2,7 +2,7 @@
 
 ``p2p/`` knows nothing of ``node/``: it talks to the chain through the small
 ``ChainAccess`` protocol. :class:`NodeChain` implements it over a
-:class:`~node.service.Node`, and :func:`run_network` starts the network and
+:class:`~node.core.NodeCore`, and :func:`run_network` starts the network and
 connects its hooks: authored blocks and submitted extrinsics are published,
 gossiped ones are imported and pooled, and the node's peer count, sync state
 and peer list come from the network.
@@ -22,13 +22,14 @@ from p2p.network import TxImport
 from runtime.block import Block, Header, Justification
 
 if TYPE_CHECKING:
-    from node.service import Node
+    from node.consensus.finality import FinalityGadget
+    from node.core import NodeCore
 
 
 class NodeChain:
     """``p2p.network.ChainAccess`` over a Node and its store."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: NodeCore) -> None:
         self.node = node
         self.store = node.store
 
@@ -72,8 +73,9 @@ class NodeChain:
         return TxImport.NEW
 
 
-async def run_network(node: Node, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-    """Run the node's libp2p network until cancelled."""
+async def run_network(node: NodeCore, finality: FinalityGadget | None, *,
+                      task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Run the node's libp2p network until cancelled; ``finality`` gets the gossiped votes."""
     from node.logs import adopt_library_logger
     from p2p.network import Network
 
@@ -91,8 +93,8 @@ async def run_network(node: Node, *, task_status: Any = trio.TASK_STATUS_IGNORED
     node.is_syncing = network.is_syncing
     node.peer_info = lambda: [peer.to_json() for peer in network.peers()]
     node.local_peer_id = network.peer_id
-    if node.finality is not None:
-        node.finality.publish = network.publish_vote
-        network.vote_handler = node.finality.on_vote
-        network.vote_validator = node.finality.check_vote
+    if finality is not None:
+        finality.publish = network.publish_vote
+        network.vote_handler = finality.on_vote
+        network.vote_validator = finality.check_vote
     await network.run(task_status=task_status)

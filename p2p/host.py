@@ -10,7 +10,9 @@ to dial (boot nodes, with back-off) and whom to keep (handshake, bans).
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
@@ -43,6 +45,16 @@ CLOSE_TIMEOUT = 5.0
 
 class InvalidMultiaddr(ValueError):
     """A listen address or boot node that is not a usable multiaddr."""
+
+
+class PortInUse(Exception):
+    """A listen address's TCP port is taken (by another node, most likely)."""
+
+    def __init__(self, port: int, host: str) -> None:
+        super().__init__(f"p2p port {port} in use on {host} (another node? choose another "
+                         "--port)")
+        self.port = port
+        self.host = host
 
 
 def parse_listen_addr(text: str) -> multiaddr.Multiaddr:
@@ -110,10 +122,37 @@ def refuse_dials(host: IHost, refused: Callable[[str], bool]) -> None:
     swarm.dial_peer = dial_unless_refused  # type: ignore[method-assign]
 
 
+def check_ports_free(listen_addrs: Sequence[multiaddr.Multiaddr]) -> None:
+    """Refuse a listen address whose port is taken: :class:`PortInUse`.
+
+    py-libp2p's TCP listener sets SO_REUSEPORT, so a second node on the same port
+    started without error and the kernel split incoming connections between the two.
+    A plain bind (SO_REUSEADDR only, as a restarted node needs) fails while any socket
+    listens there, whatever options that one set.
+    """
+    for addr in listen_addrs:
+        names = {p.name for p in addr.protocols()}
+        family = socket.AF_INET6 if "ip6" in names else socket.AF_INET
+        ip = addr.value_for_protocol("ip6" if "ip6" in names else "ip4")
+        port = int(addr.value_for_protocol("tcp"))
+        if port == 0:
+            continue
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((ip, port))
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    raise PortInUse(port, ip) from None
+                raise
+
+
 @asynccontextmanager
 async def running_host(host: IHost, listen_addrs: Sequence[multiaddr.Multiaddr]
                        ) -> AsyncIterator[IHost]:
-    """Run ``host`` listening on ``listen_addrs`` until the block exits."""
+    """Run ``host`` listening on ``listen_addrs`` until the block exits (:class:`PortInUse`
+    if a port is taken)."""
+    check_ports_free(listen_addrs)
     async with host.run(listen_addrs=list(listen_addrs)):
         swarm = host.get_network()
         auto_connector = getattr(swarm, "auto_connector", None)

@@ -38,6 +38,8 @@ from libp2p.request_response import (
     RequestResponseConfig,
     RequestResponseError,
 )
+from libp2p.utils.address_validation import expand_wildcard_address
+from multiaddr import Multiaddr
 
 from p2p.gossip import Gossip, GossipConfig
 from p2p.host import (
@@ -125,6 +127,46 @@ class ChainAccess(Protocol):
         """Add a transaction received from the network to the pool (must not re-announce it)
         and say how that went; never raises for a refusal."""
         ...
+
+
+LOOPBACK = {"ip4": "127.0.0.1", "ip6": "::1"}
+WILDCARDS = ("0.0.0.0", "::")
+
+
+def _ip_of(addr: Multiaddr) -> tuple[str, str] | None:
+    """``(family, host)`` of an ``/ip4/…`` or ``/ip6/…`` multiaddr."""
+    for protocol, value in addr.items():
+        if protocol.name in LOOPBACK:
+            return protocol.name, str(value)
+    return None
+
+
+def dialable_addresses(listening: Sequence[Multiaddr], peer_id: str) -> list[str]:
+    """The multiaddrs a peer can dial for the addresses we listen on, each with ``/p2p/<id>``.
+
+    A wildcard listen address (``/ip4/0.0.0.0/…``, the default, or ``/ip6/::/…``) accepts
+    connections on every interface but cannot be dialled as written: it stands for the
+    loopback address (first: it works on this machine) and then every other address of
+    that family on the machine's interfaces (py-libp2p's wildcard expansion, which leaves
+    link-local addresses out). Other addresses are kept as they are, duplicates dropped.
+    """
+    out: list[str] = []
+    for addr in listening:
+        ip = _ip_of(addr)
+        concrete = [addr]
+        if ip is not None and ip[1] in WILDCARDS:
+            family = ip[0]
+            rest = str(addr).split("/", 3)[3]  # what follows /<family>/<host>/
+            concrete = [Multiaddr(f"/{family}/{LOOPBACK[family]}/{rest}"),
+                        *expand_wildcard_address(addr)]
+        for one in concrete:
+            found = _ip_of(one)
+            if found is not None and found[1] in WILDCARDS:
+                continue  # the expansion's fallback when it finds no interface
+            text = f"{one}/p2p/{peer_id}"
+            if text not in out:
+                out.append(text)
+    return out
 
 
 class TxImport(enum.Enum):
@@ -218,8 +260,9 @@ class Network:
         self.gossip.vote_check = check
 
     def listen_addresses(self) -> list[str]:
-        """Our addresses, each ending in ``/p2p/<peer id>`` (valid boot node addresses)."""
-        return [str(a) for a in self.host.get_addrs()]
+        """The addresses peers can dial us at, each ending in ``/p2p/<peer id>`` (valid boot
+        node addresses); see :func:`dialable_addresses`. Empty until :meth:`run` listens."""
+        return dialable_addresses(self.host.get_transport_addrs(), self.peer_id)
 
     def peers(self) -> list[PeerSummary]:
         return self.peerset.summaries()

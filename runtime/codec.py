@@ -43,6 +43,7 @@ import msgpack
 # Hard bounds on any single decode; per-type limits below are usually tighter.
 MAX_DECODE_SIZE = 4 * 1024 * 1024
 MAX_CONTAINER_LEN = 65_536
+MAX_NESTING = 1024  # msgpack-python's C parser refuses deeper nesting
 
 
 # ---------------------------------------------------------------------------
@@ -57,8 +58,14 @@ class Oversize(DecodeError):
     """The input is larger than the limit for its type."""
 
 
-class Malformed(DecodeError):
-    """The input is not valid msgpack (or uses extension types)."""
+class InvalidMsgpack(DecodeError):
+    """The input does not parse as msgpack of the chain's subset (no maps, no extension types).
+
+    Also: a str that is not UTF-8, more than 1,024 nested arrays, an array of more than
+    MAX_CONTAINER_LEN items, or a str/bin longer than the input's size limit. (Named apart
+    from the RPC's ``Malformed``, which means "any decode error" and is followed by one of
+    these names.)
+    """
 
 
 class TrailingBytes(DecodeError):
@@ -553,10 +560,11 @@ def unpack(data: bytes, max_size: int = MAX_DECODE_SIZE) -> Any:
         )
     except msgpack.ExtraData:
         raise TrailingBytes("extra bytes after the value") from None
+    except (msgpack.StackError, RecursionError):
+        raise InvalidMsgpack(f"more than {MAX_NESTING} nested arrays") from None
     except (ValueError, TypeError, msgpack.UnpackException, UnicodeDecodeError) as e:
-        raise Malformed(f"not valid msgpack: {type(e).__name__}") from None
-    except RecursionError:
-        raise Malformed("nesting too deep") from None
+        # msgpack's own message when it has one (e.g. "Unpack failed: incomplete input").
+        raise InvalidMsgpack(str(e) or type(e).__name__) from None
 
 
 def to_wire(value: Any, tp: Any = None) -> Any:

@@ -1,8 +1,11 @@
 """The executive: transaction validity, fees and dispatch, with Substrate's semantics.
 
 * :func:`check_transaction` decides whether an extrinsic may enter a block
-  (size, weight, mortality, nonce, signature, fee). An invalid extrinsic is
-  never included and costs nothing.
+  (weight, mortality, nonce, signature, fee). An invalid extrinsic is never
+  included and costs nothing. Its size needs no check here: every extrinsic is
+  decoded first (:func:`runtime.extrinsic.decode_extrinsic`, in the pool, in block
+  building and in block import), and decoding refuses more than MAX_EXTRINSIC_SIZE
+  bytes (``Oversize``).
 * :func:`apply_extrinsic` applies a valid extrinsic: it withholds the
   worst-case fee and the tip, bumps the nonce, then dispatches the call in its
   own overlay. If the call fails with a :class:`DispatchError`, the call's
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 from runtime import modules  # noqa: F401  (registers every call)
 from runtime.codec import frozen_dataclass
-from runtime.extrinsic import MAX_EXTRINSIC_SIZE, Extrinsic
+from runtime.extrinsic import Extrinsic
 from runtime.modules import balances, system, validators
 from runtime.state import Overlay, StateReader
 from runtime.support import BlockInfo, DispatchError, Env, EventLog
@@ -67,10 +70,6 @@ class InvalidTransaction(Exception):
         return cls.__name__
 
 
-class ExtrinsicTooLarge(InvalidTransaction):
-    """The encoded extrinsic is over MAX_EXTRINSIC_SIZE bytes."""
-
-
 class ExhaustsResources(InvalidTransaction):
     """The call's weight or length alone exceeds a block's limit."""
 
@@ -80,8 +79,11 @@ class TransactionExpired(InvalidTransaction):
 
 
 class BirthBlockUnknown(InvalidTransaction):
-    """The birth block is not before the block being built (a birth hash from another
-    fork is not detectable here: it makes the signature invalid instead)."""
+    """The birth block is not before the block being built.
+
+    (A birth hash from another fork is not detectable here: it makes the signature
+    invalid instead.)
+    """
 
 
 class StaleNonce(InvalidTransaction):
@@ -150,6 +152,9 @@ def check_transaction(
 ) -> ValidTransaction:
     """Decide whether ``ext`` (``length`` encoded bytes) may go into ``block`` on ``state``.
 
+    ``ext`` comes from :func:`runtime.extrinsic.decode_extrinsic`, so ``length`` (the
+    bytes it was decoded from) is at most MAX_EXTRINSIC_SIZE.
+
     A nonce above the account's is still valid here (the pool keeps it as
     "future"); :func:`apply_extrinsic` requires the exact nonce.
     """
@@ -164,8 +169,6 @@ def _check(
     genesis_hash: bytes,
     signature_checked: bool,
 ) -> tuple[ValidTransaction, system.AccountInfo]:
-    if length > MAX_EXTRINSIC_SIZE:
-        raise ExtrinsicTooLarge(f"{length} bytes exceeds {MAX_EXTRINSIC_SIZE}")
     weight = call_weight(ext)
     if weight > MAX_BLOCK_WEIGHT or length > MAX_BLOCK_LENGTH:
         raise ExhaustsResources(f"weight {weight} or length {length} exceeds a block's limit")

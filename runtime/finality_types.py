@@ -1,7 +1,7 @@
 """Wire types of the finality gadget: signed prevotes and precommits, the gossip message.
 
 Every type here is canonical msgpack (see :mod:`runtime.codec`). The gadget's
-protocol is described in :mod:`node.finality`; these are only its encodings.
+protocol is described in :mod:`node.consensus.finality`; these are only its encodings.
 
 What a vote signs
     ``domain + encode(VoteTarget(round, set_id, block_hash, block_number))``

@@ -3,15 +3,15 @@
 Every value here is computed by the runtime from fixed inputs (ed25519 signatures
 are deterministic), so the output only changes when the wire format does.
 
-    python scripts/spec_vectors.py            # the vectors as JSON {label: value}
+    python scripts/spec_vectors.py            # the vectors as JSON {doc: {label: value}}
     python scripts/spec_vectors.py --markdown # the generated regions as markdown
-    python scripts/spec_vectors.py --check    # exit 1 if docs/spec.md is out of date
-    python scripts/spec_vectors.py --write    # rewrite the generated regions of docs/spec.md
+    python scripts/spec_vectors.py --check    # exit 1 if a document is out of date
+    python scripts/spec_vectors.py --write    # rewrite the generated regions
 
-docs/spec.md holds the generated text between ``<!-- BEGIN GENERATED: name -->`` and
-``<!-- END GENERATED: name -->`` markers; everything else in it is written by hand.
-``tests/test_spec_vectors.py`` parses the ``vector:<label> = <value>`` lines from the
-document and checks them against the code.
+docs/spec.md (and docs/network.md, for the finality votes) hold the generated text between
+``<!-- BEGIN GENERATED: name -->`` and ``<!-- END GENERATED: name -->`` markers; everything
+else in them is written by hand. ``tests/test_spec_vectors.py`` parses the
+``vector:<label> = <value>`` lines from the documents and checks them against the code.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ if str(ROOT) not in sys.path:
 
 from genesis import build_genesis, dev_spec  # noqa: E402
 from genesis import spec as chain_spec  # noqa: E402
+from p2p.protocol import encode_tx_batch, encode_vote_batch  # noqa: E402
 from runtime import block as block_mod  # noqa: E402
 from runtime import codec, execution, executive, extrinsic, support, trie  # noqa: E402
 from runtime.block import (  # noqa: E402
@@ -56,6 +57,13 @@ from runtime.crypto import (  # noqa: E402
     sha256,
 )
 from runtime.extrinsic import Era, Extrinsic, SigningPayload, sign_extrinsic  # noqa: E402
+from runtime.finality_types import (  # noqa: E402
+    Phase,
+    VoteMessage,
+    encode_vote_message,
+    prevote_message,
+    sign_vote,
+)
 from runtime.modules import (  # noqa: E402
     MODULE_NAMES,
     balances,
@@ -80,6 +88,9 @@ from runtime.support import (  # noqa: E402
 )
 
 DOC_PATH = ROOT / "docs" / "spec.md"
+NETWORK_DOC_PATH = ROOT / "docs" / "network.md"
+# The generated regions holding vectors, per document.
+DOC_VECTOR_REGIONS = {"spec": ("vectors", "gossip-vectors"), "network": ("vote-vectors",)}
 MODULES = {m.NAME: m for m in (system, balances, validators, provenance, licensing, royalties,
                                usage)}
 
@@ -99,6 +110,10 @@ HEADER_TIMESTAMP = 1_700_000_000_000  # ms; slot 850,000,000 with 2 s slots
 TRIE_ITEMS = {b"alice": b"1", b"bob": b"2", b"charlie": b"3", b"dave": b"4", b"eve": b"5",
               b"ferdie": b"6"}
 TRIE_PROOF_KEYS = (b"alice", b"zed")
+
+# The ExtrinsicFailed vector: registering REGISTER_WORK's content hash a second time.
+FAILED_ERROR = "provenance.AlreadyRegistered"
+FAILED_DETAIL = "content hash already registered as work #1"
 
 REGISTER_WORK = provenance.RegisterWork(
     content_hash=sha256(WORK_CONTENT),
@@ -266,14 +281,35 @@ def check_weight_formulas() -> None:
 # Generated reference blocks
 
 
+def _types_in(tp: Any) -> set[Any]:
+    """``tp`` and every type inside it (the parts of an Annotated, a tuple, an optional)."""
+    found = {tp}
+    for arg in get_args(tp):
+        if not isinstance(arg, (UInt, Fixed, Blob, Text, Tuple)):
+            found |= _types_in(arg)
+    return found
+
+
+def _nested_arg_types() -> set[type]:
+    """Call argument structs that another call takes as a field type (``RecordUsage``, the
+    entries of ``record_usage_batch``): their field order must be in the doc too."""
+    arg_types = {spec.args for spec in CALLS.values()}
+    nested: set[type] = set()
+    for spec in CALLS.values():
+        for hint in get_type_hints(spec.args, include_extras=True).values():
+            nested |= _types_in(hint) & arg_types
+    return nested
+
+
 def _module_structs(mod: types.ModuleType) -> list[type]:
-    arg_types = {s.args for s in CALLS.values()}
+    listed_args = {s.args for s in CALLS.values()} - _nested_arg_types()
     found = []
     for value in vars(mod).values():
         if not isinstance(value, type) or value.__module__ != mod.__name__:
             continue
         if issubclass(value, enum.Enum) or (
-            issubclass(value, Struct) and not issubclass(value, Event) and value not in arg_types
+            issubclass(value, Struct) and not issubclass(value, Event)
+            and value not in listed_args
         ):
             found.append(value)
     return found
@@ -422,6 +458,7 @@ class Group:
     title: str
     text: str
     vectors: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    region: str = "vectors"  # the generated region (see DOC_VECTOR_REGIONS) that shows it
 
     def add(self, label: str, value: bytes | int | str) -> None:
         if isinstance(value, bytes):
@@ -545,13 +582,14 @@ def vector_groups() -> list[Group]:
               "`EventRecord = [extrinsic_index: u32?, [module, name, [fields…]]]`: the transfer's "
               "event (extrinsic 0); the last event of the register_work extrinsic above as "
               f"extrinsic 1 of a block where its content hash is already work #1 (a failed call "
-              f"is charged its full weight, {work_weight}, so the fee is {work_fee}); and an event "
+              f"is charged its full weight, {work_weight}, so the fee is {work_fee}; `error` is "
+              f"`{json.dumps(FAILED_ERROR)}` and `detail` is `{json.dumps(FAILED_DETAIL)}`, the "
+              "reference runtime's text: any text is valid there, see 3.7); and an event "
               "of block initialization (no extrinsic index: nil).")
     g.add("event.transfer", codec.encode(EventRecord(0, balances.Transfer(
         ALICE.public, BOB.public, TRANSFER_AMOUNT))))
     g.add("event.failed", codec.encode(EventRecord(1, system.ExtrinsicFailed(
-        work_weight, work_fee, "provenance.AlreadyRegistered",
-        "content hash already registered as work #1"))))
+        work_weight, work_fee, FAILED_ERROR, FAILED_DETAIL))))
     g.add("event.authorities_changed", codec.encode(EventRecord(None, validators.AuthoritiesChanged(
         (ALICE.public, BOB.public)))))
     groups.append(g)
@@ -617,21 +655,56 @@ def vector_groups() -> list[Group]:
     for i, node in enumerate(proof):
         g.add(f"trie.proof.{i}", node)
     groups.append(g)
+
+    prevote = sign_vote(ALICE, Phase.PREVOTE, 1, 0, header.hash, 1)
+    precommit = sign_vote(ALICE, Phase.PRECOMMIT, 1, 0, header.hash, 1)
+    assert precommit.as_precommit() == vote  # a precommit is a justification's entry
+    votes_message = encode_vote_message(VoteMessage((prevote, precommit), None))
+    g = Group("Votes",
+              "Alice's prevote and precommit in round 1 of authority set 0 for the fixed header "
+              "of spec.md section 7 (`header.hash` = "
+              f"`{_hex(header.hash)}`, number 1): the prevote's signed message and signature, "
+              "both votes as `SignedVote`s (the precommit's signature is spec.md's "
+              "`precommit.signature`), a `VoteMessage` of the two votes without a commit, and "
+              "one of no votes whose commit is spec.md's `justification.encoding`.",
+              region="vote-vectors")
+    g.add("prevote.message", prevote_message(1, 0, header.hash, 1))
+    g.add("prevote.signature", prevote.signature)
+    g.add("vote.prevote", codec.encode(prevote))
+    g.add("vote.precommit", codec.encode(precommit))
+    g.add("vote_message.votes", votes_message)
+    g.add("vote_message.commit", encode_vote_message(VoteMessage((), justification)))
+    groups.append(g)
+
+    g = Group("Gossip batches",
+              "A `TxBatch` of `transfer.extrinsic` and `register_work.extrinsic` (section 7), "
+              "and a `VoteBatch` of one vote message, network.md's `vote_message.votes` "
+              "(Alice's prevote and precommit for the fixed header of section 7).",
+              region="gossip-vectors")
+    g.add("gossip.tx_batch", encode_tx_batch((raw, work_raw)))
+    g.add("gossip.vote_batch", encode_vote_batch((votes_message,)))
+    groups.append(g)
     return groups
 
 
-def vectors() -> dict[str, str]:
+def vectors(doc: str = "spec") -> dict[str, str]:
+    """Every vector ``doc`` ("spec" or "network") shows, by label."""
+    regions = DOC_VECTOR_REGIONS[doc]
     out: dict[str, str] = {}
     for group in vector_groups():
+        if group.region not in regions:
+            continue
         for label, value in group.vectors:
             assert label not in out, label
             out[label] = value
     return out
 
 
-def vectors_markdown() -> str:
+def vectors_markdown(region: str = "vectors") -> str:
     parts = []
     for group in vector_groups():
+        if group.region != region:
+            continue
         body = "\n".join(f"vector:{label} = {value}" for label, value in group.vectors)
         parts.append(f"#### {group.title}\n\n{group.text}\n\n```\n{body}\n```\n")
     return "\n".join(parts)
@@ -648,8 +721,14 @@ def generated_regions() -> dict[str, str]:
     }
     for name in MODULE_NAMES:
         regions[f"module-{name}"] = module_block(name)
-    regions["vectors"] = vectors_markdown()
+    for region in DOC_VECTOR_REGIONS["spec"]:
+        regions[region] = vectors_markdown(region)
     return regions
+
+
+def network_regions() -> dict[str, str]:
+    """The generated regions of docs/network.md."""
+    return {region: vectors_markdown(region) for region in DOC_VECTOR_REGIONS["network"]}
 
 
 # ---------------------------------------------------------------------------
@@ -666,39 +745,49 @@ def doc_regions(text: str) -> dict[str, str]:
     return {m.group("name"): m.group("body") for m in REGION.finditer(text)}
 
 
-def rewrite(text: str, regions: dict[str, str]) -> str:
+def rewrite(text: str, regions: dict[str, str], name: str = "docs/spec.md") -> str:
     missing = set(regions) - set(doc_regions(text))
     if missing:
-        raise SystemExit(f"docs/spec.md lacks the generated regions {sorted(missing)}")
+        raise SystemExit(f"{name} lacks the generated regions {sorted(missing)}")
     return REGION.sub(lambda m: m.group(1) + regions[m.group("name")] + m.group(4), text)
+
+
+def documents() -> list[tuple[Path, dict[str, str]]]:
+    """Each document with generated regions, and what they should hold."""
+    return [(DOC_PATH, generated_regions()), (NETWORK_DOC_PATH, network_regions())]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--markdown", action="store_true", help="print the generated regions")
-    mode.add_argument("--check", action="store_true", help="exit 1 if docs/spec.md is stale")
-    mode.add_argument("--write", action="store_true", help="update docs/spec.md in place")
+    mode.add_argument("--check", action="store_true", help="exit 1 if a document is stale")
+    mode.add_argument("--write", action="store_true", help="update the documents in place")
     args = parser.parse_args(argv)
     if args.markdown:
-        for name, body in generated_regions().items():
-            print(f"<!-- BEGIN GENERATED: {name} -->\n{body}<!-- END GENERATED: {name} -->\n")
+        for path, regions in documents():
+            print(f"<!-- {path.relative_to(ROOT)} -->\n")
+            for name, body in regions.items():
+                print(f"<!-- BEGIN GENERATED: {name} -->\n{body}<!-- END GENERATED: {name} -->\n")
         return 0
-    if args.check or args.write:
-        text = DOC_PATH.read_text()
-        updated = rewrite(text, generated_regions())
+    if not (args.check or args.write):
+        print(json.dumps({"spec": vectors("spec"), "network": vectors("network")}, indent=2))
+        return 0
+    stale = 0
+    for path, regions in documents():
+        name = str(path.relative_to(ROOT))
+        text = path.read_text()
+        updated = rewrite(text, regions, name)
         if args.write:
             if updated != text:
-                DOC_PATH.write_text(updated)
-            print("docs/spec.md " + ("updated" if updated != text else "already up to date"))
-            return 0
-        if updated != text:
-            print("docs/spec.md is out of date: run python scripts/spec_vectors.py --write")
-            return 1
-        print("docs/spec.md is up to date")
-        return 0
-    print(json.dumps(vectors(), indent=2))
-    return 0
+                path.write_text(updated)
+            print(f"{name} " + ("updated" if updated != text else "already up to date"))
+        elif updated != text:
+            print(f"{name} is out of date: run python scripts/spec_vectors.py --write")
+            stale += 1
+        else:
+            print(f"{name} is up to date")
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from node.indexes import index_changes
+from node.chain.indexes import index_changes
 from runtime import codec, executive
 from runtime.codec import Struct
 from runtime.crypto import DEV_ACCOUNT_NAMES, Keypair, blake2_256, dev_keypair, sha256
@@ -87,7 +87,7 @@ class MiniChain:
 
     endowed: Mapping[bytes, int] | None = None
     state: MemoryState = field(default_factory=MemoryState)
-    # The node-side listing indexes (node.indexes), built from each block's events.
+    # The node-side listing indexes (node.chain.indexes), built from each block's events.
     index: MemoryState = field(default_factory=MemoryState)
     number: int = 0
     author: bytes = AUTHOR.public

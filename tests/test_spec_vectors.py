@@ -5,13 +5,16 @@
 * The generated reference blocks (calls, events, errors, storage, constants) must be current.
 * The central vectors are rebuilt from the *text* of the spec alone, with plain msgpack,
   PyNaCl and hashlib (not the runtime's codec), so the prose is checked too.
-* Every ``module.Name`` the doc mentions exists.
+* Every ``module.Name`` the doc mentions exists, and every type it uses is defined in it.
+* docs/network.md's finality vote vectors, and spec.md section 8's gossip batches, likewise
+  (checked against ``runtime.finality_types`` and ``p2p.protocol``).
 
 After an intentional wire-format change: ``python scripts/spec_vectors.py --write``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -26,19 +29,23 @@ import nacl.signing
 import pytest
 
 from genesis import build_genesis, dev_spec
+from p2p.protocol import decode_tx_batch, decode_vote_batch, encode_tx_batch, encode_vote_batch
 from runtime import codec, trie
-from runtime.block import decode_block
+from runtime.block import Header, Justification, decode_block
 from runtime.codec import MAX_DECODE_SIZE
-from runtime.crypto import DEV_ACCOUNT_NAMES, decode_address
-from runtime.execution import execute_block
-from runtime.extrinsic import Era, decode_extrinsic
+from runtime.crypto import DEV_ACCOUNT_NAMES, decode_address, dev_keypair
+from runtime.execution import build_block, execute_block
+from runtime.extrinsic import Era, decode_extrinsic, sign_extrinsic
+from runtime.finality_types import decode_vote_message
 from runtime.modules import MODULE_NAMES
-from runtime.modules.system import AccountInfo
+from runtime.modules.system import AccountInfo, ExtrinsicFailed
 from runtime.state import MemoryState
 from runtime.support import CALLS, EVENT_TYPES, Call, DispatchError, StorageMap, StorageValue
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_PATH = ROOT / "docs" / "spec.md"
+NETWORK_DOC_PATH = ROOT / "docs" / "network.md"
+RPC_DOC_PATH = ROOT / "docs" / "rpc.md"
 VECTOR_LINE = re.compile(r"^vector:(?P<label>[A-Za-z0-9_.\-]+) = (?P<value>.+)$", re.MULTILINE)
 
 
@@ -62,15 +69,29 @@ def doc_text() -> str:
     return DOC_PATH.read_text()
 
 
+def vector_lines(text: str, name: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for match in VECTOR_LINE.finditer(text):
+        label = match.group("label")
+        assert label not in found, f"vector {label} appears twice in {name}"
+        found[label] = match.group("value").strip()
+    assert found, f"no vector lines found in {name}"
+    return found
+
+
 @pytest.fixture(scope="module")
 def doc(doc_text: str) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for match in VECTOR_LINE.finditer(doc_text):
-        label = match.group("label")
-        assert label not in found, f"vector {label} appears twice in docs/spec.md"
-        found[label] = match.group("value").strip()
-    assert found, "no vector lines found in docs/spec.md"
-    return found
+    return vector_lines(doc_text, "docs/spec.md")
+
+
+@pytest.fixture(scope="module")
+def network_text() -> str:
+    return NETWORK_DOC_PATH.read_text()
+
+
+@pytest.fixture(scope="module")
+def network_doc(network_text: str) -> dict[str, str]:
+    return vector_lines(network_text, "docs/network.md")
 
 
 # Helpers: the primitives the spec is written in, independent of runtime.codec.
@@ -151,14 +172,23 @@ def test_every_vector_in_the_doc_is_what_the_code_produces(gen: ModuleType,
     assert not wrong, f"docs/spec.md vectors differ from the code: {wrong}{hint}"
 
 
-def test_generated_reference_blocks_are_current(gen: ModuleType, doc_text: str) -> None:
-    in_doc = gen.doc_regions(doc_text)
-    for name, body in gen.generated_regions().items():
-        assert name in in_doc, f"docs/spec.md lacks the generated region {name!r}"
-        assert in_doc[name] == body, (
-            f"generated region {name!r} of docs/spec.md is stale: "
-            "run python scripts/spec_vectors.py --write"
-        )
+def test_every_vector_in_network_md_is_what_the_code_produces(
+        gen: ModuleType, network_doc: dict[str, str]) -> None:
+    assert network_doc == gen.vectors("network"), (
+        "docs/network.md's vectors differ from the code: "
+        "python scripts/spec_vectors.py --write")
+
+
+def test_generated_reference_blocks_are_current(gen: ModuleType, doc_text: str,
+                                                network_text: str) -> None:
+    for path, regions in gen.documents():
+        in_doc = gen.doc_regions(path.read_text())
+        for name, body in regions.items():
+            assert name in in_doc, f"{path.name} lacks the generated region {name!r}"
+            assert in_doc[name] == body, (
+                f"generated region {name!r} of {path.name} is stale: "
+                "run python scripts/spec_vectors.py --write"
+            )
 
 
 def test_generator_covers_every_call_and_storage_map(gen: ModuleType) -> None:
@@ -187,6 +217,23 @@ def test_every_name_the_doc_mentions_exists(gen: ModuleType, doc_text: str) -> N
     mentioned = set(re.findall(rf"\b(?:{modules})\.[A-Za-z_]+\b", doc_text))
     unknown = sorted(mentioned - known)
     assert not unknown, f"docs/spec.md mentions names the code does not have: {unknown}"
+
+
+BUILTIN_TYPES = {"Call", "Event"}
+# A field's type (``name: Type``), an array's items (``of Type``), a storage value (``-> Type``).
+TYPE_USE = re.compile(r"(?:\b[a-z_]+:|\bof|->) ([A-Z][A-Za-z]*)\b")
+
+
+def test_every_type_the_doc_uses_is_defined(gen: ModuleType, doc_text: str) -> None:
+    """A type named in a generated block (a field's type, an array's items) has its own
+    ``struct`` or ``enum`` line: ``record_usage_batch(entries: array<=64 of RecordUsage)``
+    once named a struct the spec defined nowhere."""
+    generated = "".join(body for name, body in gen.doc_regions(doc_text).items()
+                        if "vectors" not in name)
+    used = set(TYPE_USE.findall(generated)) - BUILTIN_TYPES
+    defined = set(re.findall(r"^(?:struct|enum) ([A-Za-z]+) =", generated, re.MULTILINE))
+    assert used, "no type uses found: the pattern no longer matches the generated blocks"
+    assert used <= defined, f"types used but defined nowhere in docs/spec.md: {used - defined}"
 
 
 def test_every_storage_item_is_in_the_doc(gen: ModuleType, doc_text: str) -> None:
@@ -242,11 +289,11 @@ def test_u128_forms(doc: dict[str, str]) -> None:
         (pack([0, 2**32]), Era, codec.OutOfRange),  # period is a u32
         (pack([0, 0, 0]), Era, codec.WrongFieldCount),
         (pack([0]), Era, codec.WrongFieldCount),
-        (pack({}), Era, codec.Malformed),  # maps are never used
-        (pack(msgpack.ExtType(1, b"x")), Era, codec.Malformed),
+        (pack({}), Era, codec.InvalidMsgpack),  # maps are never used
+        (pack(msgpack.ExtType(1, b"x")), Era, codec.InvalidMsgpack),
         (pack([0, 0]) + b"\x00", Era, codec.TrailingBytes),
-        (b"\x91" * 1025 + b"\xc0", Era, codec.Malformed),  # nested too deep
-        (b"", Era, codec.Malformed),
+        (b"\x91" * 1025 + b"\xc0", Era, codec.InvalidMsgpack),  # nested too deep
+        (b"", Era, codec.InvalidMsgpack),
         (pack([0, (5).to_bytes(16, "big")]), AccountInfo, codec.NonCanonical),  # small u128
         (pack([0, (5).to_bytes(8, "big")]), AccountInfo, codec.WrongType),  # not 16 bytes
         (pack([0, 1]) + bytes(MAX_DECODE_SIZE), AccountInfo, codec.Oversize),
@@ -329,6 +376,20 @@ def test_register_work(doc: dict[str, str]) -> None:
     _check_extrinsic(doc, "register_work", call, 1, [0, 0], b(doc["genesis.hash"]))
 
 
+def test_record_usage_batch_from_the_text(doc: dict[str, str], doc_text: str) -> None:
+    """Section 4.7: a batch is ``[entries]``, each entry a ``RecordUsage`` whose fields are
+    ``record_usage``'s, in the order the spec gives."""
+    assert ("struct RecordUsage = [license_id: u64, purpose: Purpose, subject: str<=256, "
+            "units: u64, memo: str<=256]") in doc_text
+    entries = [[1, "ai_training", "dataset-2024", 1, ""], [2, "publication", "anthology", 0,
+                                                          "print run"]]
+    assert b(doc["call.usage.record_usage_batch"]) == pack(
+        ["usage", "record_usage_batch", [entries]])
+    assert json.loads(doc["call.usage.record_usage_batch.args"]) == {"entries": [
+        dict(zip(("license_id", "purpose", "subject", "units", "memo"), e, strict=True))
+        for e in entries]}
+
+
 def test_example_calls_decode_strictly(doc: dict[str, str]) -> None:
     labels = [label for label in doc if label.startswith("call.") and
               not label.endswith(".args")]
@@ -345,18 +406,49 @@ def test_example_calls_decode_strictly(doc: dict[str, str]) -> None:
 # Section 4: event records.
 
 
-def test_event_records(doc: dict[str, str]) -> None:
+def test_event_records(doc: dict[str, str], doc_text: str) -> None:
     alice, bob = b(doc["alice.public"]), b(doc["bob.public"])
     assert b(doc["event.transfer"]) == pack([0, ["balances", "Transfer", [alice, bob, 10**12]]])
     assert b(doc["event.authorities_changed"]) == pack(
         [None, ["validators", "AuthoritiesChanged", [[alice, bob]]]])
-    failed = msgpack.unpackb(b(doc["event.failed"]))
-    assert failed[0] == 1 and failed[1][:2] == ["system", "ExtrinsicFailed"]
-    weight, fee, error, _detail = failed[1][2]
-    length = len(b(doc["register_work.extrinsic"]))
-    assert weight == 100_000 + 150_000 + 5_000 * 2  # register_work, 2 creators, no parents
-    assert fee == 100_000_000 + 1_000_000 * length + 1_000 * weight
+    # event.failed, rebuilt whole from its description: the error and the detail text the
+    # vector uses are stated there (the detail is the reference runtime's wording, 3.7).
+    stated = re.search(r"`error` is `(\"[^`]*\")` and `detail` is `(\"[^`]*\")`", doc_text)
+    assert stated, "the event.failed vector's text must state its error and detail"
+    error, detail = json.loads(stated.group(1)), json.loads(stated.group(2))
     assert error == "provenance.AlreadyRegistered"
+    length = len(b(doc["register_work.extrinsic"]))
+    weight = 100_000 + 150_000 + 5_000 * 2  # register_work, 2 creators, no parents
+    fee = 100_000_000 + 1_000_000 * length + 1_000 * weight
+    assert b(doc["event.failed"]) == pack(
+        [1, ["system", "ExtrinsicFailed", [weight, fee, error, detail]]])
+
+
+def test_events_are_in_no_consensus_commitment(doc: dict[str, str], doc_text: str) -> None:
+    """Section 3.7: no hash covers an event, so ``detail`` is not consensus. The header is
+    the seven fields of 5.1 (no events root), and a block's state writes (what the state
+    root covers) hold none of its events: a failed call's detail is nowhere in them."""
+    assert "are **not consensus**: no hash covers them" in doc_text
+    assert [f.name for f in dataclasses.fields(Header)] == [
+        "parent_hash", "number", "state_root", "extrinsics_root", "timestamp", "slot", "author"]
+    genesis = build_genesis(dev_spec())
+    nodes = trie.MemoryNodeStore()
+    nodes.put_nodes(trie.trie_update(nodes, trie.EMPTY_ROOT, genesis.state).new_nodes)
+    register = b(doc["register_work.extrinsic"])  # Alice's nonce 1: a transfer comes first
+    again = sign_extrinsic(dev_keypair("alice"), decode_extrinsic(register).call, 2,
+                           genesis.hash, 1)
+    built = build_block(MemoryState(genesis.state), nodes, genesis.header,
+                        [b(doc["transfer.extrinsic"]), register, codec.encode(again)],
+                        timestamp=1_700_000_000_000, author=dev_keypair("alice"),
+                        genesis_hash=genesis.hash)
+    assert len(built.block.extrinsics) == 3 and not built.invalid
+    failed = [r.event for r in built.executed.events if isinstance(r.event, ExtrinsicFailed)]
+    assert [e.error for e in failed] == ["provenance.AlreadyRegistered"]
+    detail = failed[0].detail.encode()
+    assert detail
+    committed = [codec.encode(built.block.header), *built.executed.changes,
+                 *(v for v in built.executed.changes.values() if v is not None)]
+    assert not any(detail in part for part in committed)
 
 
 # ---------------------------------------------------------------------------
@@ -392,6 +484,27 @@ def test_header_seal_precommit_justification_block(doc: dict[str, str]) -> None:
     assert b(doc["block.encoding"]) == pack([header, [ext], seal, justification])
     block = decode_block(b(doc["block.encoding"]))
     assert block.hash == block_hash
+
+
+def test_provenance_proof_keys_in_the_nodes_order(doc_text: str) -> None:
+    """5.9 and rpc.md give the proof's two keys in the order opus_getProvenanceProof uses
+    (``works`` first; tests/test_rpc_docs.py checks the node's answer), and the order does
+    not change the proof."""
+    spec_part = doc_text[doc_text.index("**Proving a registration"):]
+    spec_part = spec_part[:spec_part.index("### 5.10")]
+    assert spec_part.index('b"provenance:works:"') < spec_part.index(
+        'b"provenance:work_by_content:"')
+    assert "decode the first value as\n`Work`" in spec_part
+    rpc_text = RPC_DOC_PATH.read_text()
+    keys_line = next(line for line in rpc_text.splitlines() if line.startswith("The keys are"))
+    assert keys_line.index("provenance:works:") < keys_line.index("provenance:work_by_content:")
+    items = {b"provenance:works:" + (1).to_bytes(8, "big"): b"w",
+             b"provenance:work_by_content:" + bytes(32): b"\x01", b"other": b"x"}
+    store = trie.MemoryNodeStore()
+    update = trie.trie_update(store, trie.EMPTY_ROOT, items)
+    store.put_nodes(update.new_nodes)
+    keys = list(items)[:2]
+    assert trie.prove(store, update.root, keys) == trie.prove(store, update.root, keys[::-1])
 
 
 def test_trie_root_and_proof(doc: dict[str, str]) -> None:
@@ -461,3 +574,56 @@ def test_dev_block_1_imports(doc: dict[str, str]) -> None:
     assert key == b"system:account:" + b(doc["alice.public"])
     assert executed.changes[key] == b(doc["block1.alice_account.value"])
     assert b(doc["block1.alice_account.value"]) == pack([1, GENESIS_BALANCE - 10**12])
+
+
+# ---------------------------------------------------------------------------
+# Section 8 and docs/network.md: gossip batches and finality votes, from the text.
+
+
+def test_gossip_batches(doc: dict[str, str]) -> None:
+    """Section 8: a batch is ``[[item, …]]`` (one field, the array of bins)."""
+    transfer, work = b(doc["transfer.extrinsic"]), b(doc["register_work.extrinsic"])
+    tx_batch = b(doc["gossip.tx_batch"])
+    assert tx_batch == pack([[transfer, work]])
+    assert tx_batch[:2] == bytes.fromhex("9192")
+    assert decode_tx_batch(tx_batch).extrinsics == (transfer, work)
+    assert encode_tx_batch((transfer, work)) == tx_batch
+    # The form `[[x], [y]]` is no batch: one array per item is two fields.
+    with pytest.raises(codec.WrongFieldCount):
+        decode_tx_batch(pack([[transfer], [work]]))
+    vote_batch = b(doc["gossip.vote_batch"])
+    (message,) = decode_vote_batch(vote_batch).votes
+    assert encode_vote_batch((message,)) == vote_batch == pack([[message]])
+    with pytest.raises(codec.WrongFieldCount):
+        decode_vote_batch(pack([[message], [message]]))
+
+
+def test_votes(doc: dict[str, str], network_doc: dict[str, str], network_text: str) -> None:
+    """network.md "Finality votes": a vote signs ``domain ++ encode(VoteTarget)``, with the
+    domains ``opus/prevote/v1`` and ``opus/precommit/v1``; the message forms."""
+    alice, seed = b(doc["alice.public"]), b(doc["alice.seed"])
+    block_hash = b(doc["header.hash"])
+    assert f"`header.hash` = `0x{block_hash.hex()}`" in network_text
+    target = pack([1, 0, block_hash, 1])
+    prevote_message = b"opus/prevote/v1" + target
+    assert b(network_doc["prevote.message"]) == prevote_message
+    prevote_signature = sign(seed, prevote_message)
+    assert b(network_doc["prevote.signature"]) == prevote_signature
+    precommit_signature = b(doc["precommit.signature"])
+    verify(alice, b"opus/precommit/v1" + target, precommit_signature)
+    prevote = ["prevote", 1, 0, block_hash, 1, alice, prevote_signature]
+    precommit = ["precommit", 1, 0, block_hash, 1, alice, precommit_signature]
+    assert b(network_doc["vote.prevote"]) == pack(prevote)
+    assert b(network_doc["vote.precommit"]) == pack(precommit)
+    votes = b(network_doc["vote_message.votes"])
+    assert votes == pack([[prevote, precommit], None])
+    justification = msgpack.unpackb(b(doc["justification.encoding"]))
+    assert b(network_doc["vote_message.commit"]) == pack([[], justification])
+    # What the node's gadget makes of them: every signature valid, the commit a justification.
+    decoded = decode_vote_message(votes)
+    assert [v.phase.value for v in decoded.votes] == ["prevote", "precommit"]
+    assert all(v.signature_valid() for v in decoded.votes)
+    assert decode_vote_message(b(network_doc["vote_message.commit"])).commit == codec.decode(
+        b(doc["justification.encoding"]), Justification)
+    # The spec's vote batch carries exactly this message.
+    assert decode_vote_batch(b(doc["gossip.vote_batch"])).votes == (votes,)

@@ -23,7 +23,7 @@ HOSTILE_SHOWN = ("\\x1b[2J", "\\x1b[31m", "\\x07", "\\r", "\\u202e", "\\x9b2J", 
 # What a terminal must never be sent raw: C0 controls but the line feed that ends each
 # line, DEL, C1 controls, the bidi controls, the line and paragraph separators, the
 # invisible tag characters and lone surrogates. (Written out here on purpose, not taken
-# from node.display: the test checks that module's choice against this list.)
+# from client.display: the test checks that module's choice against this list.)
 _DANGERS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u202a-\u202e"
                       "\u2028\u2029\u2066-\u2069\ufeff\U000e0000-\U000e007f\ud800-\udfff]")
 

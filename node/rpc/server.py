@@ -1,6 +1,6 @@
 """The JSON-RPC transport: HTTP POST and WebSocket on one port (Starlette on Hypercorn/trio).
 
-Transport only: bodies and messages go to :func:`node.rpc.methods.handle_payload`
+Transport only: bodies and messages go to :func:`node.rpc.protocol.handle_payload`
 and its answers (UTF-8 JSON, already within the response limit) go back. What
 this module enforces (docs/rpc.md, "Limits"):
 
@@ -24,7 +24,7 @@ this module enforces (docs/rpc.md, "Limits"):
   message is answered with -32007 "Request is too big" (HTTP 413); the
   connection and the server carry on.
 * ``rpc_rate_limit`` per connection, ``rpc_max_subscriptions`` per WebSocket,
-  the batch length and the response size: by the protocol (:mod:`node.rpc.methods`).
+  the batch length and the response size: by the protocol (:mod:`node.rpc.protocol`).
 """
 
 from __future__ import annotations
@@ -53,12 +53,15 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from node.rpc import INVALID_REQUEST, RpcError, request_too_big, server_busy
-from node.rpc.methods import RateLimiter, RpcService, Session, encode_json, handle_payload
-from node.storage import MAX_OPEN_FILES
+from client.api import INVALID_REQUEST, RpcError
+from node.chain.store import MAX_OPEN_FILES
+from node.rpc import request_too_big, server_busy
+from node.rpc.methods import METHODS
+from node.rpc.protocol import RateLimiter, RpcService, Session, encode_json, handle_payload
 
 if TYPE_CHECKING:
-    from node.service import Node, NodeConfig
+    from node.config import NodeConfig
+    from node.core import NodeCore as Node
 
 log = logging.getLogger("opus.rpc")
 
@@ -71,7 +74,7 @@ DISCARD_LIMIT = 16 * 1024 * 1024
 MAX_REFUSING = 32
 REFUSAL_LINGER_S = 1.0  # how long a refused connection is read from, so the 429 arrives
 REFUSAL_DRAIN_BYTES = 64 * 1024
-# Descriptors the node needs besides the database's (node.storage.MAX_OPEN_FILES) and the
+# Descriptors the node needs besides the database's (node.chain.store.MAX_OPEN_FILES) and the
 # p2p host's: standard streams, log files, LevelDB's own files, the event loop's, the
 # listening sockets, Prometheus, signature workers' pipes.
 DESCRIPTOR_SLACK = 128
@@ -168,7 +171,7 @@ async def read_body(request: Request, limit: int, timeout: float) -> bytes:
 
 def build_app(node: Node, service: RpcService | None = None) -> Starlette:
     """The ASGI app serving ``node``'s JSON-RPC on ``/`` (HTTP POST and WebSocket)."""
-    service = service or RpcService(node)
+    service = service or RpcService(node, METHODS)
     config = node.config
     policy = OriginPolicy(config.rpc_cors)
 

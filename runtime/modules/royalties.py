@@ -34,7 +34,7 @@ Storage
   none: the module only moves balances (``system.account``) and emits events.
   The earnings totals (per account, per work, per work and account; saturating
   at 2**128 - 1) and each account's credit history are node-side indexes built
-  from the ``RoyaltyPaid`` and ``Credited`` events (:mod:`node.indexes`); the
+  from the ``RoyaltyPaid`` and ``Credited`` events (:mod:`node.chain.indexes`); the
   runtime never reads them.
 Events
   ``RoyaltyPaid(work_id, payer, amount, reason, memo)``, then one

@@ -1,0 +1,65 @@
+"""The creator commands of ``opus``: keys, works, terms, licenses, royalties, usage, proofs.
+
+They sign locally and talk to a node over JSON-RPC (:mod:`client.rpc`)::
+
+    opus account new --out me.json
+    opus work register song.flac --title "My song" --kind audio --key me.json
+    opus license offer 1 --ai-training allowed --fee 5OPUS --commercial --royalty 1000 \\
+        --derivatives --key me.json
+    opus license acquire 1 --dev-account bob
+    opus usage record 1 --purpose ai_training --subject "model-x v1" --dev-account bob
+    opus earnings --key me.json
+    opus proof 1 --out song.proof.json && opus verify song.proof.json
+
+Common flags: ``--key FILE`` or ``--dev-account NAME`` (the signer), ``--rpc URL``
+(default http://127.0.0.1:9944), ``--json`` (machine-readable output) and
+``--wait inBlock|finalized`` (default inBlock). Amounts are in the smallest
+unit, or in tokens with a suffix: ``2.5OPUS``.
+
+A user error (a missing file, an unknown work, an unreachable node, a call the
+chain refused, with its named error such as ``usage.PurposeNotAllowed``)
+prints one ``Error: …`` line on stderr and exits 1; a wrong command line exits 2.
+
+Titles, URIs, memos and every other text from the chain, the node or a proof
+file are untrusted: the human-readable output shows their control, bidi and
+other invisible characters as escapes (``\\x1b``, ``\\u202e``) and a backslash
+as ``\\\\`` (:mod:`client.display`); ``--json`` keeps the exact text.
+
+One module per command group, each with its commands and its ``add_parsers``:
+:mod:`~client.commands.accounts` (``account``, ``transfer``), :mod:`~client.commands.works`,
+:mod:`~client.commands.licenses`, :mod:`~client.commands.royalties`,
+:mod:`~client.commands.usage`, :mod:`~client.commands.earnings` and
+:mod:`~client.commands.proofs` (``proof``, ``verify``). What they share:
+:mod:`~client.commands.common` (the :class:`Context`, errors, output, adding a command)
+and :mod:`~client.commands.arguments` (argument types).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from client.commands import (
+    accounts,
+    earnings,
+    licenses,
+    proofs,
+    royalties,
+    usage,
+    works,
+)
+from client.commands.common import CreatorError, format_amount
+
+if TYPE_CHECKING:
+    from client.commands.common import Subcommands
+
+# In the order ``opus --help`` lists them.
+GROUPS = (accounts, works, licenses, royalties, usage, earnings, proofs)
+
+
+def add_creator_commands(subparsers: Subcommands) -> None:
+    """Add the creator commands to ``opus``'s subparsers (each sets ``handler``)."""
+    for group in GROUPS:
+        group.add_parsers(subparsers)
+
+
+__all__ = ["CreatorError", "add_creator_commands", "format_amount"]

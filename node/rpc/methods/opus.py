@@ -1,0 +1,380 @@
+"""``opus_*``: the chain's own data: accounts, works, license terms, licenses, earnings,
+usage, events, transactions, provenance proofs and equivocations.
+
+Lists are paged (``start``, ``limit``; the answer ``{"items", "next"}``) from the node-side
+indexes (:mod:`node.chain.indexes`), the records read from the best block's state.
+docs/rpc.md, "opus_*", gives every method's params and answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from client.api import header_to_json, to_json
+from node.chain import indexes
+from node.rpc import invalid_params
+from node.rpc.protocol import (
+    MethodTable,
+    Session,
+    p_account,
+    p_block,
+    p_hash,
+    p_options,
+    p_page,
+    p_uint,
+)
+from runtime import codec
+from runtime.codec import hex0x
+from runtime.crypto import encode_address
+from runtime.modules import licensing, provenance, system, usage
+from runtime.support import EventRecord, StorageMap
+
+if TYPE_CHECKING:
+    from node.chain.store import ChainStore
+
+METHODS = MethodTable()
+
+EARNINGS_SCAN_LIMIT = 10_000  # credits opus_getEarnings reads to find an account's works
+
+
+def _ids_in(store: ChainStore, prefix: bytes, start: int, limit: int
+            ) -> tuple[list[int], int | None]:
+    """Ids (trailing u64 of index keys under ``prefix``) from ``start``, one page and the next.
+
+    The listing indexes are node-side (:mod:`node.chain.indexes`), built from the events.
+    """
+    start_after = prefix + (start - 1).to_bytes(8, "big") if start > 0 else None
+    ids: list[int] = []
+    for key, _ in store.iter_index_prefix(prefix, start_after):
+        ids.append(int.from_bytes(key[len(prefix):len(prefix) + 8], "big"))
+        if len(ids) > limit:
+            break
+    return ids[:limit], (ids[limit] if len(ids) > limit else None)
+
+
+def _page_of(session: Session, index: StorageMap[bool], owner_key: bytes, start: int,
+             limit: int, load: Callable[[Any, int], Any]) -> dict[str, Any]:
+    """A page of ``index``'s ids under ``owner_key``, each loaded from the best state."""
+    store = session.node.store
+    ids, next_id = _ids_in(store, index.prefix + owner_key, start, limit)
+    state = store.best_state()
+    items = [item for item in (load(state, i) for i in ids) if item is not None]
+    return {"items": items, "next": next_id}
+
+
+# ---------------------------------------------------------------------------
+# Accounts, works, terms, licenses
+
+
+@METHODS.rpc()
+async def opus_accountInfo(s: Session, address: Any) -> dict[str, Any]:
+    """An account's nonce, its next nonce (after its ready transactions in the pool) and its
+    free balance."""
+    who = p_account(address)
+    info = system.account_info(s.node.store.best_state(), who)
+    return {"address": encode_address(who), "nonce": info.nonce,
+            "nextNonce": s.node.pool.next_nonce(who, info.nonce), "free": str(info.free)}
+
+
+def _work(state: Any, work_id: int) -> dict[str, Any] | None:
+    """A work's record as JSON; None if there is no such work."""
+    work = provenance.works.get(state, work_id)
+    return None if work is None else to_json(work)
+
+
+@METHODS.rpc()
+async def opus_getWork(s: Session, id: Any) -> dict[str, Any] | None:  # noqa: A002
+    """A registered work by id; null if there is none."""
+    return _work(s.node.store.best_state(), p_uint(id, "id"))
+
+
+@METHODS.rpc()
+async def opus_getWorkByContentHash(s: Session, contentHash: Any) -> dict[str, Any] | None:  # noqa: N803
+    """The work registered first with this content hash (sha256 of the file); null if none."""
+    state = s.node.store.best_state()
+    work_id = provenance.work_by_content.get(state, p_hash(contentHash, "contentHash"))
+    return None if work_id is None else _work(state, work_id)
+
+
+@METHODS.rpc(object_param=True)
+async def opus_listWorks(s: Session, query: Any) -> dict[str, Any]:
+    """A page of the works an account owns: ``{owner, start?, limit?}``."""
+    options = p_options(query, "query", ("owner", "start", "limit"))
+    if "owner" not in options:
+        raise invalid_params("query.owner is required")
+    owner = p_account(options["owner"], "owner")
+    start, limit = p_page(options)
+    return _page_of(s, indexes.works_by_owner, owner, start, limit, _work)
+
+
+def _terms(state: Any, terms_id: int) -> dict[str, Any] | None:
+    """License terms as JSON; None if there are no such terms."""
+    found = licensing.terms.get(state, terms_id)
+    return None if found is None else to_json(found)
+
+
+@METHODS.rpc()
+async def opus_getTerms(s: Session, id: Any) -> dict[str, Any] | None:  # noqa: A002
+    """License terms by id; null if there are none."""
+    return _terms(s.node.store.best_state(), p_uint(id, "id"))
+
+
+@METHODS.rpc(object_param=True)
+async def opus_listTerms(s: Session, query: Any) -> dict[str, Any]:
+    """A page of the license terms offered on a work: ``{work, start?, limit?}``."""
+    options = p_options(query, "query", ("work", "start", "limit"))
+    if "work" not in options:
+        raise invalid_params("query.work is required")
+    work_id = p_uint(options["work"], "work")
+    start, limit = p_page(options)
+    return _page_of(s, indexes.terms_by_work, work_id.to_bytes(8, "big"), start, limit,
+                    _terms)
+
+
+def license_json(lic: licensing.License, next_block: int) -> dict[str, Any]:
+    """A license as JSON, with ``live``: whether it is valid in block ``next_block``."""
+    out: dict[str, Any] = to_json(lic)
+    out["live"] = licensing.is_live(lic, next_block)
+    return out
+
+
+@METHODS.rpc()
+async def opus_getLicense(s: Session, id: Any) -> dict[str, Any] | None:  # noqa: A002
+    """A license by id, with whether it is live in the next block; null if there is none."""
+    lic = licensing.licenses.get(s.node.store.best_state(), p_uint(id, "id"))
+    return None if lic is None else license_json(lic, s.node.best.number + 1)
+
+
+@METHODS.rpc(object_param=True)
+async def opus_listLicenses(s: Session, query: Any) -> dict[str, Any]:
+    """A page of the licenses an account holds or a work was licensed under:
+    ``{licensee | work, start?, limit?}``."""
+    options = p_options(query, "query", ("licensee", "work", "start", "limit"))
+    if ("licensee" in options) == ("work" in options):
+        raise invalid_params("give exactly one of query.licensee and query.work")
+    if "licensee" in options:
+        index, owner_key = indexes.licenses_by_holder, p_account(options["licensee"],
+                                                                 "licensee")
+    else:
+        index, owner_key = indexes.licenses_by_work, p_uint(options["work"],
+                                                            "work").to_bytes(8, "big")
+    start, limit = p_page(options)
+    next_block = s.node.best.number + 1
+
+    def load(state: Any, license_id: int) -> dict[str, Any] | None:
+        lic = licensing.licenses.get(state, license_id)
+        return None if lic is None else license_json(lic, next_block)
+
+    return _page_of(s, index, owner_key, start, limit, load)
+
+
+# ---------------------------------------------------------------------------
+# Earnings and usage
+
+
+def _credits(store: ChainStore, who: bytes, start: int
+             ) -> Iterator[tuple[int, indexes.Credit]]:
+    """An account's credits (royalty payments to it) from sequence number ``start`` on."""
+    prefix = indexes.credits.prefix + who
+    start_after = prefix + (start - 1).to_bytes(8, "big") if start > 0 else None
+    for key, value in store.iter_index_prefix(prefix, start_after):
+        seq = int.from_bytes(key[len(prefix):], "big")
+        yield seq, codec.from_wire(codec.unpack(value), indexes.Credit)
+
+
+def _credit_json(seq: int, credit: indexes.Credit) -> dict[str, Any]:
+    """A credit as JSON, with its sequence number."""
+    out: dict[str, Any] = {"seq": seq}
+    out.update(to_json(credit))
+    return out
+
+
+def _credit_count(store: ChainStore, who: bytes) -> int:
+    """How many credits an account has received."""
+    raw = store.index_get(indexes.credit_count.key(who))
+    return 0 if raw is None else int(codec.unpack(raw))
+
+
+def _index_total(store: ChainStore, key: bytes) -> int:
+    """An earnings total of the node-side index (absent: 0)."""
+    raw = store.index_get(key)
+    return 0 if raw is None else int(codec.from_wire(codec.unpack(raw), codec.U128))
+
+
+def _earned_by_work(store: ChainStore, who: bytes) -> tuple[list[dict[str, Any]], bool]:
+    """What each work paid ``who``, and whether every work was found.
+
+    The totals are the node-side index's, by the work paid into; which works paid is found
+    in the account's first :data:`EARNINGS_SCAN_LIMIT` credits.
+    """
+    works: dict[int, None] = {}
+    scanned = 0
+    for _, credit in _credits(store, who, 0):
+        works[credit.source_work] = None
+        scanned += 1
+        if scanned >= EARNINGS_SCAN_LIMIT:
+            break
+    amounts = [
+        {"workId": w, "amount": str(_index_total(store, indexes.work_paid_out.key((w, who))))}
+        for w in sorted(works)
+    ]
+    return amounts, scanned < EARNINGS_SCAN_LIMIT
+
+
+def _credit_page(store: ChainStore, who: bytes, work: int | None, start: int, limit: int
+                 ) -> tuple[list[dict[str, Any]], int | None]:
+    """A page of ``who``'s credits (those paid into or through ``work`` if given), and the
+    sequence number the next page starts at."""
+    history: list[dict[str, Any]] = []
+    for seq, credit in _credits(store, who, start):
+        if work is not None and work not in (credit.source_work, credit.via_work):
+            continue
+        if len(history) == limit:
+            return history, seq
+        history.append(_credit_json(seq, credit))
+    return history, None
+
+
+@METHODS.rpc()
+async def opus_getEarnings(s: Session, address: Any, options: Any = None) -> dict[str, Any]:
+    """An account's royalty earnings: its total, per work, and a page of its credits;
+    ``options`` ``{work?, start?, limit?}`` adds that work's revenue and keeps its credits."""
+    who = p_account(address)
+    opts = p_options(options, "options", ("work", "start", "limit"))
+    start, limit = p_page(opts)
+    work = p_uint(opts["work"], "work") if "work" in opts else None
+    store = s.node.store
+    result: dict[str, Any] = {
+        "account": encode_address(who),
+        "total": str(_index_total(store, indexes.earned.key(who))),
+        "creditCount": _credit_count(store, who),
+    }
+    result["works"], result["worksComplete"] = _earned_by_work(store, who)
+    if work is not None:
+        result["work"] = {
+            "workId": work,
+            "revenue": str(_index_total(store, indexes.work_revenue.key(work))),
+            "paidToAccount": str(_index_total(store, indexes.work_paid_out.key((work, who)))),
+        }
+    result["credits"], result["next"] = _credit_page(store, who, work, start, limit)
+    return result
+
+
+@METHODS.rpc(object_param=True)
+async def opus_listUsage(s: Session, query: Any) -> dict[str, Any]:
+    """A page of the usage recorded for a work or under a license:
+    ``{work | license, start?, limit?}``."""
+    options = p_options(query, "query", ("work", "license", "start", "limit"))
+    if ("work" in options) == ("license" in options):
+        raise invalid_params("give exactly one of query.work and query.license")
+    if "work" in options:
+        index, owner = indexes.usage_by_work, p_uint(options["work"], "work")
+    else:
+        index, owner = indexes.usage_by_license, p_uint(options["license"], "license")
+    start, limit = p_page(options)
+
+    def load(state: Any, usage_id: int) -> dict[str, Any] | None:
+        record = usage.usage.get(state, usage_id)
+        return None if record is None else to_json(record)
+
+    return _page_of(s, index, owner.to_bytes(8, "big"), start, limit, load)
+
+
+# ---------------------------------------------------------------------------
+# Events, transactions, proofs, equivocations
+
+
+def event_to_json(record: EventRecord) -> dict[str, Any]:
+    """An event with the index of the extrinsic that emitted it."""
+    event = record.event
+    return {"extrinsicIndex": record.extrinsic_index, "module": event.module,
+            "name": type(event).__name__, "data": to_json(event)}
+
+
+@METHODS.rpc()
+async def opus_getEvents(s: Session, hash: Any = None) -> list[dict[str, Any]] | None:  # noqa: A002
+    """A block's events (default: the best block's); null for an unknown block."""
+    store = s.node.store
+    events = store.events(store.best_hash if hash is None else p_hash(hash))
+    return None if events is None else [event_to_json(r) for r in events]
+
+
+@METHODS.rpc()
+async def opus_getTransaction(s: Session, hash: Any) -> dict[str, Any] | None:  # noqa: A002
+    """Where a transaction is: in the pool (ready/future) or in a best-chain block, with its
+    outcome and events; null if the node knows nothing of it (never seen, dropped, invalid)."""
+    tx_hash = p_hash(hash)
+    node = s.node
+    store = node.store
+    location = store.tx_location(tx_hash)
+    if location is None:
+        if node.pool.contains(tx_hash):
+            status = "ready" if node.pool.is_ready(tx_hash) else "future"
+            return {"hash": hex0x(tx_hash), "status": status}
+        return None
+    header = store.header(location.block_hash)
+    assert header is not None
+    records = [r for r in store.events(location.block_hash) or ()
+               if r.extrinsic_index == location.index]
+    outcome = next((r.event for r in records
+                    if isinstance(r.event, system.ExtrinsicSuccess | system.ExtrinsicFailed)),
+                   None)
+    failed = isinstance(outcome, system.ExtrinsicFailed)
+    return {
+        "hash": hex0x(tx_hash),
+        "status": "finalized" if header.number <= node.finalized.number else "inBlock",
+        "blockHash": hex0x(location.block_hash),
+        "blockNumber": header.number,
+        "index": location.index,
+        "success": not failed,
+        "error": outcome.error if isinstance(outcome, system.ExtrinsicFailed) else None,
+        "detail": outcome.detail if isinstance(outcome, system.ExtrinsicFailed) else None,
+        "fee": str(outcome.fee) if outcome is not None else None,
+        "events": [event_to_json(r) for r in records],
+    }
+
+
+@METHODS.rpc()
+async def opus_getProvenanceProof(s: Session, id: Any, block: Any = None  # noqa: A002
+                                  ) -> dict[str, Any] | None:
+    """A work's record with a read proof of its state entries against a block's state root."""
+    work_id = p_uint(id, "id")
+    node = s.node
+    store = node.store
+    block_hash = p_block(s, block)
+    header = store.header(block_hash)
+    assert header is not None
+    work = provenance.works.get(store.state_at(block_hash), work_id)
+    if work is None:
+        return None
+    keys = [provenance.works.key(work_id), provenance.work_by_content.key(work.content_hash)]
+    proof = await trio.to_thread.run_sync(store.prove, keys, block_hash)
+    return {
+        "workId": work_id,
+        "work": to_json(work),
+        "blockHash": hex0x(block_hash),
+        "header": header_to_json(header),
+        "stateRoot": hex0x(header.state_root),
+        "finalized": header.number <= node.finalized.number and store.is_canonical(block_hash),
+        "genesisHash": hex0x(node.genesis.hash),
+        "keys": [hex0x(k) for k in keys],
+        "proof": [hex0x(n) for n in proof],
+    }
+
+
+@METHODS.rpc()
+async def opus_getEquivocations(s: Session) -> list[dict[str, Any]]:
+    """The equivocations this node saw: two blocks by one author in one slot."""
+    out = []
+    for record in list(s.node.equivocations):
+        author = record.get("author", "")
+        try:
+            author = encode_address(bytes.fromhex(author))
+        except ValueError:
+            pass
+        out.append({"slot": record.get("slot"), "author": author,
+                    "blocks": ["0x" + h for h in record.get("blocks", [])]})
+    return out
