@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Reinstalled only when pyproject.toml changes (or the venv is new).
 STAMP := $(VENV)/.opus-installed
 
-.PHONY: dev test bench bench-sync bench-pool lint install
+.PHONY: dev test bench bench-sync bench-pool lint install check-python
 
 dev: install
 	$(BIN)/opus --dev
@@ -27,7 +27,12 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy --strict runtime client
 
-install: $(STAMP)
+install: check-python $(STAMP)
+
+# Python >= 3.11 first ("Python >= 3.11 needed, found 3.10"), and a .venv made by another
+# Python is rebuilt instead of failing on a pinned package.
+check-python:
+	@$(PYTHON) scripts/check_python.py $(VENV)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -6,7 +6,9 @@
 * :mod:`client.api`: the JSON-RPC API's error codes and JSON shapes (shared with the
   node's server); :mod:`client.errors`: the client's named errors;
 * :mod:`client.commands`: the creator commands of ``opus`` (``account``, ``work``,
-  ``license``, …); :mod:`client.display`: untrusted text made safe for a terminal.
+  ``license``, …); :mod:`client.display`: untrusted text made safe for a terminal;
+* :mod:`client.pipeline`: many transactions of one signer in flight (pipelined nonces),
+  dry runs, parallel queries; :mod:`client.statement`: signed dataset statements.
 
 It imports the runtime (encoding, signing, proof checks) and never ``node``, ``p2p`` or
 ``genesis``: a client installs and runs without the node's packages::

@@ -100,13 +100,18 @@ def _field_kinds(cls: type) -> tuple[tuple[str, str, bool], ...]:
                  for f in dataclasses.fields(cls))
 
 
+# An address's bech32m checksum costs ~200 µs in Python, and the same few accounts (owners,
+# offerers) come up again and again in listings and bulk lookups.
+address_of = functools.lru_cache(maxsize=4096)(encode_address)
+
+
 def to_json(value: Any, *, account: bool = False, amount: bool = False) -> Any:
     """Any runtime value as JSON, per the conventions in the module docstring."""
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, bytes):
         if account and len(value) == 32:
-            return encode_address(value)
+            return address_of(value)
         return hex0x(value)
     if isinstance(value, int):
         return str(value) if amount else value
@@ -188,6 +193,7 @@ __all__ = [
     "TOO_BIG_BATCH_REQUEST",
     "TOO_BIG_BATCH_RESPONSE",
     "TOO_MANY_SUBSCRIPTIONS",
+    "address_of",
     "camel",
     "header_from_json",
     "header_to_json",

@@ -35,10 +35,13 @@ transaction is a :class:`TransactionRefused` whose ``reason`` is e.g.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,15 +119,24 @@ class Receipt:
 
 
 class OpusClient:
-    """JSON-RPC over HTTP to one node."""
+    """JSON-RPC over HTTP to one node.
 
-    def __init__(self, url: str = DEFAULT_RPC, *, timeout: float = 30.0) -> None:
+    With ``keep_alive`` the calls share one persistent HTTP/1.1 connection (made at the
+    first call, made again if the node closed it while idle): for many calls in a row,
+    such as a dataset audit's lookups. Such a client is for one thread at a time.
+    """
+
+    def __init__(self, url: str = DEFAULT_RPC, *, timeout: float = 30.0,
+                 keep_alive: bool = False) -> None:
         if url.startswith("ws://"):
             url = "http://" + url[5:]
         elif url.startswith("wss://"):
             url = "https://" + url[6:]
         self.url = url
         self.timeout = timeout
+        self.keep_alive = keep_alive
+        self._connection: http.client.HTTPConnection | None = None
+        self._path = "/"
         self._next_id = 0
         self._genesis: bytes | None = None
 
@@ -134,24 +146,84 @@ class OpusClient:
         result = self.call(method, *params)
         return None if result is None else dict(result)
 
-    def call(self, method: str, *params: Any) -> Any:
-        """Call ``method`` with positional ``params``; its result, or an RpcCallError."""
-        self._next_id += 1
-        body = json.dumps({"jsonrpc": "2.0", "id": self._next_id, "method": method,
-                           "params": list(params)}).encode()
+    def _unreachable(self, reason: object) -> NodeUnreachable:
+        return NodeUnreachable(f"cannot reach the node at {self.url}: {reason} "
+                               f"(is it running? see --rpc)")
+
+    def _post(self, method: str, body: bytes) -> bytes:
+        """POST ``body`` on a new connection; the answer's body."""
         request = urllib.request.Request(self.url, data=body, method="POST",
                                          headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                raw = response.read()
+                raw: bytes = response.read()
         except urllib.error.HTTPError as e:
             raw = e.read()
             if not raw.startswith(b"{"):
                 raise ClientError(f"{method}: the node answered HTTP {e.code} {e.reason}") from None
         except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            raise NodeUnreachable(f"cannot reach the node at {self.url}: {reason} "
-                                  f"(is it running? see --rpc)") from None
+            raise self._unreachable(getattr(e, "reason", e)) from None
+        return raw
+
+    def _post_kept(self, method: str, body: bytes) -> bytes:
+        """POST ``body`` on the kept connection; the answer's body."""
+        reused = self._connection is not None
+        try:
+            return self._exchange(method, body)
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as e:
+            self.close()
+            if not reused:
+                raise self._unreachable(e) from None
+        # The node closed the kept connection while it was idle (--rpc-request-timeout):
+        # the call is sent again on a new one.
+        try:
+            return self._exchange(method, body)
+        except (http.client.HTTPException, OSError) as e:
+            self.close()
+            raise self._unreachable(e) from None
+
+    def _exchange(self, method: str, body: bytes) -> bytes:
+        """One request and its answer on the kept connection (made if there is none)."""
+        if self._connection is None:
+            self._connection = self._connect()
+        try:
+            self._connection.request("POST", self._path, body,
+                                     {"Content-Type": "application/json"})
+            response = self._connection.getresponse()
+            raw = response.read()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            raise
+        except (http.client.HTTPException, OSError) as e:
+            self.close()
+            raise self._unreachable(e) from None
+        if response.will_close:
+            self.close()
+        if response.status != 200 and not raw.startswith(b"{"):
+            raise ClientError(f"{method}: the node answered HTTP {response.status} "
+                              f"{response.reason}")
+        return raw
+
+    def _connect(self) -> http.client.HTTPConnection:
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ClientError(f"not an http(s) URL: {self.url!r}")
+        self._path = parts.path or "/"
+        if parts.scheme == "https":
+            return http.client.HTTPSConnection(parts.hostname, parts.port, timeout=self.timeout)
+        return http.client.HTTPConnection(parts.hostname, parts.port, timeout=self.timeout)
+
+    def close(self) -> None:
+        """Close the kept connection, if any (a later call opens a new one)."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def call(self, method: str, *params: Any) -> Any:
+        """Call ``method`` with positional ``params``; its result, or an RpcCallError."""
+        self._next_id += 1
+        body = json.dumps({"jsonrpc": "2.0", "id": self._next_id, "method": method,
+                           "params": list(params)}).encode()
+        raw = self._post_kept(method, body) if self.keep_alive else self._post(method, body)
         try:
             answer = json.loads(raw)
         except ValueError:
@@ -206,6 +278,26 @@ class OpusClient:
 
     def get_work_by_content_hash(self, content_hash: bytes) -> dict[str, Any] | None:
         return self._maybe("opus_getWorkByContentHash", hex0x(content_hash))
+
+    def works_by_content_hashes(self, content_hashes: Sequence[str], *, at: bytes | None = None,
+                                licensee: str | None = None) -> dict[str, Any]:
+        """``opus_getWorksByContentHashes``: ``{blockHash, blockNumber, works}``, one entry
+        (or None) per ``0x``-hex content hash, at block ``at`` (default: the best)."""
+        options: dict[str, Any] = {}
+        if at is not None:
+            options["at"] = hex0x(at)
+        if licensee is not None:
+            options["licensee"] = licensee
+        return dict(self.call("opus_getWorksByContentHashes", list(content_hashes), options))
+
+    def find_similar_works(self, fingerprint: bytes, max_distance: int, *,
+                           at: bytes | None = None) -> dict[str, Any]:
+        """``opus_findSimilarWorks``: ``{blockHash, blockNumber, works, candidates}``, the
+        works whose PDQ fingerprint is within ``max_distance`` bits, nearest first."""
+        params: list[Any] = [hex0x(fingerprint), max_distance]
+        if at is not None:
+            params.append(hex0x(at))
+        return dict(self.call("opus_findSimilarWorks", *params))
 
     def list_works(self, owner: str, *, start: int = 0, limit: int = 100) -> dict[str, Any]:
         return dict(self.call("opus_listWorks", {"owner": owner, "start": start, "limit": limit}))

@@ -22,15 +22,24 @@ the exact genesis state, so every node computes the same genesis hash from it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runtime.codec import from_hex0x, hex0x
-from runtime.crypto import DEV_ACCOUNT_NAMES, InvalidAddress, decode_address, dev_keypair
+from runtime.crypto import (
+    DEV_ACCOUNT_NAMES,
+    InvalidAddress,
+    decode_address,
+    dev_keypair,
+    encode_address,
+)
+from runtime.modules.validators import MAX_AUTHORITIES
 
 TOKEN_SYMBOL = "OPUS"
 TOKEN_DECIMALS = 12
@@ -41,6 +50,13 @@ CHAIN_TYPES = ("Development", "Local", "Live")
 # plain file name: no separators, no dots, no spaces or control characters.
 MAX_CHAIN_ID = 64
 CHAIN_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_CHAIN_ID}}}", re.ASCII)
+# A boot node as a node dials it: TCP to an IP address or a DNS name, then the peer id
+# (base58). The node's p2p layer parses it fully when it dials (``p2p.host.parse_peer_addr``);
+# this is the shape, so a spec with a UDP or id-less address is refused when it is read.
+BOOT_NODE = re.compile(r"/(?:ip4|ip6|dns|dns4|dns6)/[^/\s]+/tcp/([0-9]{1,5})"
+                       r"/p2p/[1-9A-HJ-NP-Za-km-z]{32,64}", re.ASCII)
+BOOT_NODE_FORM = "/ip4|ip6|dns4|dns6|dns/<host>/tcp/<port>/p2p/<peer id>"
+MAX_BOOT_NODES = 64
 
 
 class ChainSpecError(ValueError):
@@ -55,6 +71,48 @@ def check_chain_id(chain_id: str) -> str:
                              f"{MAX_CHAIN_ID} characters of A-Z, a-z, 0-9, '_' and '-' "
                              "(it names the node's data directory)")
     return chain_id
+
+
+def check_boot_node(text: str) -> str:
+    """``text`` if it has a boot node's form (:data:`BOOT_NODE_FORM`), else a ChainSpecError."""
+    found = BOOT_NODE.fullmatch(text)
+    if found is None or not 0 < int(found.group(1)) <= 65535:
+        raise ChainSpecError(f"chain spec: boot node {text[:200]!r} is not {BOOT_NODE_FORM}")
+    return text
+
+
+def check_boot_nodes(boot_nodes: Sequence[str]) -> tuple[str, ...]:
+    """Boot nodes in their form, at most :data:`MAX_BOOT_NODES`, duplicates dropped."""
+    if len(boot_nodes) > MAX_BOOT_NODES:
+        raise ChainSpecError(f"chain spec: at most {MAX_BOOT_NODES} boot nodes, "
+                             f"not {len(boot_nodes)}")
+    return tuple(dict.fromkeys(check_boot_node(b) for b in boot_nodes))
+
+
+def check_authorities(authorities: Sequence[bytes]) -> tuple[bytes, ...]:
+    """An authority set a chain can start from: 1 to ``MAX_AUTHORITIES`` keys, each once."""
+    if not authorities:
+        raise ChainSpecError("chain spec: genesis.authorities must not be empty")
+    if len(authorities) > MAX_AUTHORITIES:
+        raise ChainSpecError(f"chain spec: at most {MAX_AUTHORITIES} authorities, "
+                             f"not {len(authorities)}")
+    seen: set[bytes] = set()
+    for key in authorities:
+        if key in seen:
+            raise ChainSpecError(f"chain spec: authority {encode_address(key)} appears twice")
+        seen.add(key)
+    return tuple(authorities)
+
+
+def check_balances(balances: Sequence[tuple[bytes, int]]) -> tuple[tuple[bytes, int], ...]:
+    """Genesis balances with each account once (their total is checked by the builder)."""
+    seen: set[bytes] = set()
+    for account, _amount in balances:
+        if account in seen:
+            raise ChainSpecError(f"chain spec: account {encode_address(account)} is endowed "
+                                 "twice in genesis.balances")
+        seen.add(account)
+    return tuple(balances)
 
 
 @dataclass(frozen=True)
@@ -112,6 +170,42 @@ def _dev_like(name: str, chain_id: str, chain_type: str, authorities: tuple[str,
     )
 
 
+def customized(base: ChainSpec, *, name: str | None = None, chain_id: str | None = None,
+               chain_type: str | None = None,
+               authorities: Sequence[bytes] | None = None,
+               balances: Sequence[tuple[bytes, int]] | None = None,
+               sudo: bytes | None = None, boot_nodes: Sequence[str] | None = None,
+               slot_duration_ms: int | None = None) -> ChainSpec:
+    """``base`` with what is given replaced (``opus build-spec``'s flags), every rule checked:
+    a network of any size up to ``MAX_AUTHORITIES`` authorities, its own endowments, sudo
+    key and boot nodes. A list given replaces the base's list; ``None`` keeps it."""
+    if base.raw is not None:
+        raise ChainSpecError("chain spec: a raw spec holds its genesis state as it is; "
+                             "customize the human-readable spec instead")
+    changes: dict[str, Any] = {}
+    if name is not None:
+        changes["name"] = name
+    if chain_id is not None:
+        changes["id"] = check_chain_id(chain_id)
+    if chain_type is not None:
+        if chain_type not in CHAIN_TYPES:
+            raise ChainSpecError(f"chain spec: chainType must be one of {', '.join(CHAIN_TYPES)}")
+        changes["chain_type"] = chain_type
+    if authorities is not None:
+        changes["authorities"] = check_authorities(authorities)
+    if balances is not None:
+        changes["balances"] = check_balances(balances)
+    if sudo is not None:
+        changes["sudo"] = sudo
+    if boot_nodes is not None:
+        changes["boot_nodes"] = check_boot_nodes(boot_nodes)
+    if slot_duration_ms is not None:
+        if not 0 < slot_duration_ms < 1 << 32:
+            raise ChainSpecError("chain spec: genesis.slotDurationMs must be 1 to 2^32 - 1")
+        changes["slot_duration_ms"] = slot_duration_ms
+    return dataclasses.replace(base, **changes)
+
+
 BUILTIN_SPECS = {"dev": dev_spec, "local": local_spec}
 
 
@@ -141,8 +235,6 @@ def spec_to_json(spec: ChainSpec, raw_state: dict[bytes, bytes] | None = None) -
     if raw_state is not None:
         genesis = {"raw": {"top": {hex0x(k): hex0x(v) for k, v in sorted(raw_state.items())}}}
     else:
-        from runtime.crypto import encode_address
-
         genesis = {
             "slotDurationMs": spec.slot_duration_ms,
             "balances": [[encode_address(a), str(v)] for a, v in spec.balances],
@@ -210,6 +302,7 @@ def spec_from_json(data: Any) -> ChainSpec:
     boot_nodes = data.get("bootNodes", [])
     if not isinstance(boot_nodes, list) or not all(isinstance(b, str) for b in boot_nodes):
         raise ChainSpecError("chain spec: bootNodes must be a list of multiaddr strings")
+    boot_nodes = list(check_boot_nodes(boot_nodes))
     properties = data.get("properties", {})
     if not isinstance(properties, dict):
         raise ChainSpecError("chain spec: properties must be an object")
@@ -235,10 +328,9 @@ def spec_from_json(data: Any) -> ChainSpec:
             raise ChainSpecError(f"chain spec: genesis.balances[{i}] must be [address, amount]")
         balances.append((_address(entry[0], f"genesis.balances[{i}]"),
                          _amount(entry[1], f"genesis.balances[{i}]")))
-    authorities = tuple(_address(a, f"genesis.authorities[{i}]")
-                        for i, a in enumerate(_field(genesis, "authorities", list, "genesis.")))
-    if not authorities:
-        raise ChainSpecError("chain spec: genesis.authorities must not be empty")
+    authorities = check_authorities([
+        _address(a, f"genesis.authorities[{i}]")
+        for i, a in enumerate(_field(genesis, "authorities", list, "genesis."))])
     sudo_text = genesis.get("sudo")
     sudo = _address(sudo_text, "genesis.sudo") if sudo_text is not None else None
     works = []

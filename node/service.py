@@ -1,13 +1,14 @@
 """The node service: it builds a node's parts and runs their tasks, and owns nothing else.
 
 A :class:`Node` is the chain core (:class:`node.core.NodeCore`: database, pool, import,
-finalization) with consensus attached (Aura authoring when the node has an authority
-key; the finality gadget on a chain of several authorities, as a voter or an observer;
-sole-authority finality on a chain of one). :meth:`Node.run` runs every task in one
-trio nursery: the JSON-RPC server, the Prometheus endpoint, the libp2p network, the
-author, the finality gadget and the informant (structured concurrency: nothing runs
-unowned; cancelling the nursery stops everything, and the caller's ``with`` closes the
-database).
+finalization) with consensus attached: on a validator, Aura authoring and sole-authority
+finality (on a chain of one), signing with the keystore's keys of the current authority
+set; on a chain of several authorities, the finality gadget, voting with a validator's
+keystore key of the set or else following as an observer. :meth:`Node.run` runs every
+task in one trio nursery: the JSON-RPC server, the Prometheus endpoint, the libp2p
+network, the author, the finality gadget and the informant (structured concurrency:
+nothing runs unowned; cancelling the nursery stops everything, and the caller's ``with``
+closes the database).
 """
 
 from __future__ import annotations
@@ -34,16 +35,17 @@ class Node(NodeCore):
 
     def __init__(self, config: NodeConfig, genesis: Genesis, store: ChainStore) -> None:
         super().__init__(config, genesis, store)
-        key = config.authority
-        self.author = AuraAuthor(self, key) if key is not None else None
-        if key is not None:
-            self.on_imported.append(SoleAuthorityFinality(self, key).on_block_imported)
-        # The GRANDPA-style gadget, on a chain of several authorities: a voter with an
-        # authority key, else an observer that counts the gossiped votes and commits, so a
-        # full node keeps finalizing after its initial sync. The network wires its votes.
+        keys = config.keystore if config.validator else None
+        self.author = AuraAuthor(self, keys) if keys is not None else None
+        if keys is not None:
+            self.on_imported.append(SoleAuthorityFinality(self, keys).on_block_imported)
+        # The GRANDPA-style gadget, on a chain of several authorities: a voter while the
+        # keystore holds a key of the set, else an observer that counts the gossiped votes
+        # and commits, so a full node keeps finalizing after its initial sync. The network
+        # wires its votes.
         self.finality: FinalityGadget | None = None
         if len(validators.authorities.get(store.state_at(store.finalized_hash))) > 1:
-            self.finality = FinalityGadget(self, key)
+            self.finality = FinalityGadget(self, keys)
         self.on_imported.append(self._finality_imported)
         self.on_finalized.append(self._finality_finalized)
 

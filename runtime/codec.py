@@ -21,6 +21,12 @@ annotation          msgpack form
 ``Struct``          array of the fields, in order
 ==================  ==========================================================
 
+A struct may end in optional fields added after it was first declared
+(``OPTIONAL_TAIL``, each ``T | None``): the array leaves off the trailing ones
+that are None, so a record written before they existed decodes (with None) and
+encodes to the same bytes; an array that ends in such a field written as nil is
+``NonCanonical``.
+
 Decoding rejects, each with its own named error: input over the size limit,
 bytes that are not msgpack, trailing bytes, a wrong type, a wrong field count,
 an integer out of range, an over-long string/bin/array, an unknown enum value,
@@ -229,6 +235,9 @@ class Struct:
     """
 
     MAX_SIZE: ClassVar[int] = MAX_DECODE_SIZE
+    # How many of the last fields are optional extensions (each ``T | None``): left off
+    # the array while they are None (and every field after them is), see the module doc.
+    OPTIONAL_TAIL: ClassVar[int] = 0
 
     def encode(self) -> bytes:
         return encode(self)
@@ -418,11 +427,27 @@ def _struct_codec(cls: type[Struct]) -> tuple[ToWire, FromWire]:
         "def from_wire(w):",
         "    if type(w) is not list:",
         "        raise WrongType(f'{cls.__name__}: expected array, got {type(w).__name__}')",
-        f"    if len(w) != {len(fields)}:",
-        f"        raise WrongFieldCount(f'{{cls.__name__}}: expected {len(fields)} fields, "
-        "got {len(w)}')",
-        "    try:",
     ]
+    tail = _optional_tail(cls, hints, fields)
+    least = len(fields) - tail
+    if tail:
+        env["NonCanonical"] = NonCanonical
+        from_lines += [
+            f"    if not {least} <= len(w) <= {len(fields)}:",
+            f"        raise WrongFieldCount(f'{{cls.__name__}}: expected {least} to "
+            f"{len(fields)} fields, got {{len(w)}}')",
+            f"    if len(w) > {least} and w[-1] is None:",
+            "        raise NonCanonical(f'{cls.__name__}: a trailing optional field is nil')",
+            f"    if len(w) < {len(fields)}:",  # (a padded copy: the caller re-packs ``w``)
+            f"        w = w + [None] * ({len(fields)} - len(w))",
+        ]
+    else:
+        from_lines += [
+            f"    if len(w) != {len(fields)}:",
+            f"        raise WrongFieldCount(f'{{cls.__name__}}: expected {len(fields)} fields, "
+            "got {len(w)}')",
+        ]
+    from_lines.append("    try:")
     for i, name in enumerate(fields):
         env[f"T{i}"], env[f"F{i}"] = field_codecs[i]
         kind, bound = _fast_check(hints[name])
@@ -438,7 +463,10 @@ def _struct_codec(cls: type[Struct]) -> tuple[ToWire, FromWire]:
             continue
         to_lines += [f"    x{i} = v.{name}", f"    if {bad}:", f"        T{i}(x{i})"]
         from_lines += [f"        x{i} = w[{i}]", f"        if {bad}:", f"            F{i}(x{i})"]
-    to_lines.append(f"    return [{', '.join(f'x{i}' for i in range(len(fields)))}]")
+    to_lines.append(f"    out = [{', '.join(f'x{i}' for i in range(len(fields)))}]")
+    if tail:
+        to_lines += [f"    while len(out) > {least} and out[-1] is None:", "        out.pop()"]
+    to_lines.append("    return out")
     from_lines += [
         "    except DecodeError as e:",
         "        raise type(e)(f'{cls.__name__}.{failing(w)}: {e}') from None",
@@ -450,6 +478,17 @@ def _struct_codec(cls: type[Struct]) -> tuple[ToWire, FromWire]:
     result: tuple[ToWire, FromWire] = (env["to_wire"], env["from_wire"])
     placeholder.append(result)
     return result
+
+
+def _optional_tail(cls: type[Struct], hints: dict[str, Any], fields: list[str]) -> int:
+    """``cls.OPTIONAL_TAIL``, checked: that many last fields, each ``T | None``."""
+    tail = cls.OPTIONAL_TAIL
+    if not 0 <= tail <= len(fields):
+        raise TypeError(f"{cls.__name__}.OPTIONAL_TAIL {tail} is not 0..{len(fields)}")
+    for name in fields[len(fields) - tail:]:
+        if type(None) not in get_args(hints[name]):
+            raise TypeError(f"{cls.__name__}.{name} is in OPTIONAL_TAIL but not T | None")
+    return tail
 
 
 def _failing_field(pairs: list[tuple[str, tuple[ToWire, FromWire]]], w: list[Any]) -> str:

@@ -8,11 +8,18 @@
   single typo and any swap of two adjacent characters.
 * Dev accounts ``alice`` … ``ferdie`` use the seed ``blake2_256(b"//Alice")``
   (Substrate's ``//Alice`` convention). They are public: never hold value.
+* Secret phrases (BIP-39) give keys as Substrate's ed25519 does (substrate-bip39), so
+  ``subkey inspect --scheme ed25519 "<phrase>"`` shows the same public key: the phrase's
+  *entropy* (the bits its words encode, checksum removed) is stretched with
+  PBKDF2-HMAC-SHA512 (salt ``"mnemonic" + password``, 2,048 rounds) and the first 32 of
+  the 64 bytes are the ed25519 seed (:func:`keypair_from_entropy`). Turning words into
+  entropy needs the BIP-39 word list: the client does that (``client.keys``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 
 import nacl.exceptions
 import nacl.signing
@@ -76,6 +83,22 @@ def verify(public: bytes, message: bytes, signature: bytes) -> bool:
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.CryptoError, ValueError):
         return False
     return True
+
+
+PHRASE_KDF_ROUNDS = 2048
+ENTROPY_LENGTHS = (16, 20, 24, 28, 32)  # 12, 15, 18, 21, 24 words
+
+
+def keypair_from_entropy(entropy: bytes, password: str = "") -> Keypair:
+    """The key of a secret phrase, from the phrase's BIP-39 entropy (see the module docstring).
+
+    ``password`` is the phrase's optional password (``"<phrase>///password"`` in a URI).
+    """
+    if len(entropy) not in ENTROPY_LENGTHS:
+        raise InvalidKey(f"BIP-39 entropy is 16 to 32 bytes in steps of 4, got {len(entropy)}")
+    salt = b"mnemonic" + unicodedata.normalize("NFKD", password).encode()
+    stretched = hashlib.pbkdf2_hmac("sha512", entropy, salt, PHRASE_KDF_ROUNDS)
+    return Keypair.from_seed(stretched[:SEED_LENGTH])
 
 
 def dev_keypair(name: str) -> Keypair:

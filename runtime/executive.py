@@ -35,7 +35,7 @@ from runtime.support import BlockInfo, DispatchError, Env, EventLog
 
 SPEC_NAME = "opus"
 IMPL_NAME = "opus-node"
-SPEC_VERSION = 1
+SPEC_VERSION = 2  # 2: works may carry a soft binding (a perceptual fingerprint)
 TRANSACTION_VERSION = 1
 
 BASE_FEE = 100_000_000

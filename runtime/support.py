@@ -257,7 +257,11 @@ def _trusted_event_wire(event_type: type[Event]) -> Callable[[Any], Any]:
         else:
             env[f"C{i}"] = codec.codec_for(hints[f.name])[0]
             items.append(f"C{i}(d[{f.name!r}])")
-    source = f"def wire(e):\n    d = e.__dict__\n    return [M, N, [{', '.join(items)}]]"
+    source = f"def wire(e):\n    d = e.__dict__\n    f = [{', '.join(items)}]\n"
+    least = len(items) - event_type.OPTIONAL_TAIL
+    if least < len(items):  # optional trailing fields are left off while None (codec doc)
+        source += f"    while len(f) > {least} and f[-1] is None:\n        f.pop()\n"
+    source += "    return [M, N, f]"
     exec(source, env)  # noqa: S102 - generated from type hints only
     return env["wire"]  # type: ignore[no-any-return]
 

@@ -32,6 +32,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import nacl.pwhash  # noqa: E402
+import nacl.secret  # noqa: E402
+from mnemonic import Mnemonic  # noqa: E402
+
+from client import keys  # noqa: E402
 from genesis import build_genesis, dev_spec  # noqa: E402
 from genesis import spec as chain_spec  # noqa: E402
 from p2p.protocol import encode_tx_batch, encode_vote_batch  # noqa: E402
@@ -90,7 +95,8 @@ from runtime.support import (  # noqa: E402
 DOC_PATH = ROOT / "docs" / "spec.md"
 NETWORK_DOC_PATH = ROOT / "docs" / "network.md"
 # The generated regions holding vectors, per document.
-DOC_VECTOR_REGIONS = {"spec": ("vectors", "gossip-vectors"), "network": ("vote-vectors",)}
+DOC_VECTOR_REGIONS = {"spec": ("key-vectors", "vectors", "gossip-vectors"),
+                      "network": ("vote-vectors",)}
 MODULES = {m.NAME: m for m in (system, balances, validators, provenance, licensing, royalties,
                                usage)}
 
@@ -111,6 +117,25 @@ TRIE_ITEMS = {b"alice": b"1", b"bob": b"2", b"charlie": b"3", b"dave": b"4", b"e
               b"ferdie": b"6"}
 TRIE_PROOF_KEYS = (b"alice", b"zed")
 
+# Secret phrases (spec.md 2.1): (label, phrase, its password). The first is subkey's
+# published ed25519 example, the second Substrate's dev phrase (polkadot-js's DEV_SEED), the
+# last two substrate-bip39's own test vectors (all made with the password "Substrate").
+PHRASES = (
+    ("subkey", "marble crisp cover huge yellow quick warm pudding spatial engage unfair "
+     "million", ""),
+    ("dev", "bottom drive obey lake curtain smoke basket hold race lonely fit walk", ""),
+    ("password", "ozone drill grab fiber curtain grace pudding thank cruise elder eight "
+     "picnic", "Substrate"),
+    ("words24", "hamster diagram private dutch cause delay private meat slide toddler razor "
+     "book happy fancy gospel tennis maple dilemma loan word shrug inflict delay length",
+     "Substrate"),
+)
+# The key file vector: the "subkey" phrase's key sealed with fixed salt and nonce (a real
+# file gets random ones), at the limits `opus` writes.
+KEY_FILE_PASSPHRASE = "opus key file vector"
+KEY_FILE_SALT = bytes(range(16))
+KEY_FILE_NONCE = bytes(range(24))
+
 # The ExtrinsicFailed vector: registering REGISTER_WORK's content hash a second time.
 FAILED_ERROR = "provenance.AlreadyRegistered"
 FAILED_DETAIL = "content hash already registered as work #1"
@@ -124,6 +149,9 @@ REGISTER_WORK = provenance.RegisterWork(
     creators=(provenance.Split(ALICE.public, 7_000), provenance.Split(BOB.public, 3_000)),
     parents=(),
 )
+
+# A PDQ soft binding: a made-up 256-bit value (the runtime checks the form only).
+PDQ_BINDING = provenance.SoftBinding(provenance.PDQ, blake2_256(b"opus/spec-vectors/pdq"), 92)
 
 # One example of every call (encoding vectors; not meant to succeed in any given state).
 EXAMPLE_CALLS: dict[str, Struct] = {
@@ -405,6 +433,12 @@ CONSTANTS: list[tuple[str, Callable[[], Any]]] = [
     ("provenance.MAX_ANCESTORS", lambda: provenance.MAX_ANCESTORS),
     ("provenance.MAX_TITLE", lambda: provenance.MAX_TITLE),
     ("provenance.MAX_URI", lambda: provenance.MAX_URI),
+    ("provenance.MAX_BINDING_ALGORITHM", lambda: provenance.MAX_BINDING_ALGORITHM),
+    ("provenance.MAX_BINDING_VALUE", lambda: provenance.MAX_BINDING_VALUE),
+    ("provenance.MAX_BINDING_QUALITY", lambda: provenance.MAX_BINDING_QUALITY),
+    ("provenance.SOFT_BINDING_ALGORITHMS", lambda: "; ".join(
+        f"{name}: {length} bytes, {' or '.join(sorted(kinds))} works"
+        for name, (length, kinds) in sorted(provenance.SOFT_BINDING_ALGORITHMS.items()))),
     ("provenance.WORK_READ_WEIGHT", lambda: provenance.WORK_READ_WEIGHT),
     ("provenance.WORK_WRITE_WEIGHT", lambda: provenance.WORK_WRITE_WEIGHT),
     ("licensing.MAX_LEGAL_URI", lambda: licensing.MAX_LEGAL_URI),
@@ -477,11 +511,59 @@ def _dev_chain() -> tuple[Any, MemoryState, trie.MemoryNodeStore]:
     return genesis, MemoryState(genesis.state), nodes
 
 
+def key_file_vector() -> tuple[bytes, dict[str, Any]]:
+    """The key file vector: the secretbox key its passphrase stretches to, and the file."""
+    key = keys.keypair_from_phrase(PHRASES[0][1])
+    stretched = nacl.pwhash.argon2id.kdf(
+        nacl.secret.SecretBox.KEY_SIZE, KEY_FILE_PASSPHRASE.encode(), KEY_FILE_SALT,
+        opslimit=keys.OPSLIMIT, memlimit=keys.MEMLIMIT)
+    sealed = nacl.secret.SecretBox(stretched).encrypt(key.seed, KEY_FILE_NONCE).ciphertext
+    document = {"format": keys.KEY_FILE_FORMAT, "address": key.address, "encrypted": True,
+                "kdf": {"name": keys.KDF, "salt": KEY_FILE_SALT.hex(),
+                        "opslimit": keys.OPSLIMIT, "memlimit": keys.MEMLIMIT},
+                "cipher": keys.CIPHER, "nonce": KEY_FILE_NONCE.hex(),
+                "ciphertext": sealed.hex()}
+    # The same fields as the files the code writes, and the code opens it.
+    assert list(document) == list(keys.seal_key(key, KEY_FILE_PASSPHRASE))
+    assert keys.open_key(document, KEY_FILE_PASSPHRASE) == key
+    return bytes(stretched), document
+
+
+def key_vector_groups() -> list[Group]:
+    g = Group("Secret phrases",
+              "Each phrase with its password (a JSON string; in a secret URI "
+              "`\"<phrase>///<password>\"`), the entropy its words encode, the ed25519 seed "
+              "(the first 32 bytes of the PBKDF2 output), the public key and the address. "
+              "`subkey` is `subkey inspect --scheme ed25519`'s published example, `dev` is "
+              "Substrate's dev phrase (its seed is polkadot-js's `DEV_SEED`), `password` and "
+              "`words24` are substrate-bip39's test vectors (their seeds are the first halves "
+              "of its published 64-byte seeds).", region="key-vectors")
+    for label, phrase, password in PHRASES:
+        key = keys.keypair_from_phrase(phrase, password)
+        g.add(f"phrase.{label}.words", json.dumps(phrase))
+        g.add(f"phrase.{label}.password", json.dumps(password))
+        g.add(f"phrase.{label}.entropy", bytes(Mnemonic("english").to_entropy(phrase)))
+        g.add(f"phrase.{label}.seed", key.seed)
+        g.add(f"phrase.{label}.public", key.public)
+        g.add(f"phrase.{label}.address", key.address)
+    stretched, document = key_file_vector()
+    f = Group("Key file",
+              "The key of `phrase.subkey` in an encrypted key file: the passphrase (a JSON "
+              "string), the secretbox key argon2id makes of it with the file's salt "
+              f"(`{KEY_FILE_SALT.hex()}`) and limits, and the whole file (JSON, here on one "
+              f"line), sealed with the nonce `{KEY_FILE_NONCE.hex()}`. A real file has a "
+              "random salt and nonce.", region="key-vectors")
+    f.add("keyfile.passphrase", json.dumps(KEY_FILE_PASSPHRASE))
+    f.add("keyfile.secretbox_key", stretched)
+    f.add("keyfile.document", json.dumps(document))
+    return [g, f]
+
+
 def vector_groups() -> list[Group]:
     genesis, state, nodes = _dev_chain()
     gh = genesis.hash
     spec_version = executive.SPEC_VERSION
-    groups: list[Group] = []
+    groups: list[Group] = key_vector_groups()
 
     g = Group("Dev accounts",
               "Seed = `blake2_256(b\"//Alice\")` (capitalised name), public key = the ed25519 "
@@ -521,7 +603,7 @@ def vector_groups() -> list[Group]:
     g = Group("balances.transfer, immortal",
               "Alice sends 10^12 (1 OPUS) to Bob: nonce 0, tip 0, era `[0, 0]` (immortal, so "
               "the birth hash is the genesis hash), on the dev chain (genesis hash above), spec "
-              "version 1. `fee` is the pre-dispatch fee "
+              f"version {spec_version}. `fee` is the pre-dispatch fee "
               "`BASE_FEE + LENGTH_FEE * length + WEIGHT_FEE * (100000 + 20000)`.")
     g.add("transfer.call", codec.encode(transfer_call))
     g.add("transfer.signing_payload", ext.payload(gh, spec_version, gh))
@@ -560,6 +642,17 @@ def vector_groups() -> list[Group]:
     g.add("register_work.signature", work_ext.signature)
     g.add("register_work.extrinsic", codec.encode(work_ext))
     g.add("register_work.hash", work_ext.hash)
+    groups.append(g)
+
+    bound = dataclasses.replace(REGISTER_WORK, soft_binding=PDQ_BINDING)
+    g = Group("provenance.register_work with a soft binding",
+              "The same registration's arguments with a PDQ soft binding (spec version 2): "
+              "value `blake2_256(b\"opus/spec-vectors/pdq\")` standing in for a fingerprint "
+              "(the runtime checks only its length), quality 92. Without a binding the "
+              "arguments (and a `Work` record) encode as before: the field is left off.")
+    g.add("soft_binding.pdq", codec.encode(PDQ_BINDING))
+    g.add("register_work_pdq.args", codec.encode(bound))
+    g.add("register_work_pdq.call", codec.encode(make_call(bound)))
     groups.append(g)
 
     g = Group("One call of every kind",

@@ -131,7 +131,8 @@ set +m
         "$$" "$N" "$SLOT_MS" "$SPEC" "$BASE_DIR"
     (IFS=$'\n'; sed '$!s/$/,/' <<< "${ENTRIES[*]}")
     printf ']}\n'
-} > "$BASE_DIR/testnet.json"
+} > "$BASE_DIR/testnet.json.tmp"
+mv "$BASE_DIR/testnet.json.tmp" "$BASE_DIR/testnet.json"  # readers never see half a manifest
 echo "Status: opus testnet status --base-dir $BASE_DIR   Stop: Ctrl-C"
 
 # Supervise: report nodes that exit; end when all have (or on Ctrl-C / SIGTERM, by the trap).

@@ -20,14 +20,19 @@ import importlib.util
 import json
 import re
 import sys
+import unicodedata
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import msgpack
+import nacl.pwhash
+import nacl.secret
 import nacl.signing
 import pytest
+from mnemonic import Mnemonic
 
+from client import keys
 from genesis import build_genesis, dev_spec
 from p2p.protocol import decode_tx_batch, decode_vote_batch, encode_tx_batch, encode_vote_batch
 from runtime import codec, trie
@@ -37,10 +42,14 @@ from runtime.crypto import DEV_ACCOUNT_NAMES, decode_address, dev_keypair
 from runtime.execution import build_block, execute_block
 from runtime.extrinsic import Era, decode_extrinsic, sign_extrinsic
 from runtime.finality_types import decode_vote_message
-from runtime.modules import MODULE_NAMES
+from runtime.modules import MODULE_NAMES, provenance
 from runtime.modules.system import AccountInfo, ExtrinsicFailed
 from runtime.state import MemoryState
 from runtime.support import CALLS, EVENT_TYPES, Call, DispatchError, StorageMap, StorageValue
+
+# Section 6's executive.SPEC_VERSION: the version every extrinsic vector is signed for
+# (2 since works may carry a soft binding).
+SPEC_VERSION = 2
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_PATH = ROOT / "docs" / "spec.md"
@@ -264,6 +273,94 @@ def test_dev_accounts(doc: dict[str, str], name: str) -> None:
 
 
 # ---------------------------------------------------------------------------
+# Section 2.1: secret phrases and key files, from the spec's text.
+
+PHRASE_LABELS = ("subkey", "dev", "password", "words24")
+# What section 2.1 says the vectors are: values published by others (subkey's example,
+# polkadot-js's DEV_SEED, substrate-bip39's test vectors).
+PUBLISHED = {
+    "phrase.subkey.public": "0xe7988839e659db69ae9ad08c3ef2ccabba44236024a039ebad83bd8fc75dccfb",
+    "phrase.dev.seed": "0xfac7959dbfe72f052e5a0c3c8d6530f202b02fd8f9f5ca3580ec8deb7797479e",
+    "phrase.password.seed": "0xf4956be6960bc145cdab782e649a5056598fd07cd3f32ceb73421c3da2783324",
+    "phrase.words24.seed": "0x7c60c555126c297deddddd59f8cdcdc9e3608944455824dd604897984b5cc369",
+}
+
+
+def bip39_entropy(phrase: str) -> bytes:
+    """Step 1 of 2.1: each word is its 11-bit index in the list; the entropy, then a
+    checksum of the first bits of its sha256."""
+    words = unicodedata.normalize("NFKD", phrase).split()
+    assert len(words) in (12, 15, 18, 21, 24)
+    word_list = Mnemonic("english").wordlist
+    assert len(word_list) == 2048
+    bits = "".join(format(word_list.index(word), "011b") for word in words)
+    ent = len(bits) * 32 // 33
+    entropy = int(bits[:ent], 2).to_bytes(ent // 8, "big")
+    checksum_bits = ent // 32
+    first_byte = hashlib.sha256(entropy).digest()[0]
+    assert bits[ent:] == format(first_byte >> (8 - checksum_bits), f"0{checksum_bits}b")
+    return entropy
+
+
+@pytest.mark.parametrize("label", PHRASE_LABELS)
+def test_secret_phrases_from_the_text(doc: dict[str, str], label: str) -> None:
+    phrase = json.loads(doc[f"phrase.{label}.words"])
+    password = json.loads(doc[f"phrase.{label}.password"])
+    entropy = bip39_entropy(phrase)
+    assert b(doc[f"phrase.{label}.entropy"]) == entropy
+    salt = b"mnemonic" + unicodedata.normalize("NFKD", password).encode()
+    seed = hashlib.pbkdf2_hmac("sha512", entropy, salt, 2048, 64)[:32]
+    assert b(doc[f"phrase.{label}.seed"]) == seed
+    public = bytes(nacl.signing.SigningKey(seed).verify_key)
+    assert b(doc[f"phrase.{label}.public"]) == public
+    assert doc[f"phrase.{label}.address"] == bech32m_address(public)
+    # The secret URI of the grammar names the same key.
+    suri = f"{phrase}///{password}" if password else phrase
+    assert keys.keypair_from_suri(suri).seed == seed
+
+
+def test_secret_phrase_vectors_are_the_published_ones(doc: dict[str, str]) -> None:
+    assert {label: doc[label] for label in PUBLISHED} == PUBLISHED
+    assert len(json.loads(doc["phrase.words24.words"]).split()) == 24
+    assert json.loads(doc["phrase.password.password"]) != ""
+
+
+def test_key_file_from_the_text(doc: dict[str, str]) -> None:
+    document = json.loads(doc["keyfile.document"])
+    passphrase = json.loads(doc["keyfile.passphrase"])
+    assert list(document) == ["format", "address", "encrypted", "kdf", "cipher", "nonce",
+                              "ciphertext"]
+    assert (document["format"], document["encrypted"], document["cipher"]) == (
+        "opus-key/1", True, "xsalsa20-poly1305")
+    kdf = document["kdf"]
+    assert kdf["name"] == "argon2id"
+    salt, nonce = bytes.fromhex(kdf["salt"]), bytes.fromhex(document["nonce"])
+    sealed = bytes.fromhex(document["ciphertext"])
+    assert (len(salt), len(nonce), len(sealed)) == (16, 24, 48)
+    stretched = nacl.pwhash.argon2id.kdf(
+        32, unicodedata.normalize("NFKC", passphrase).encode(), salt,
+        opslimit=kdf["opslimit"], memlimit=kdf["memlimit"])
+    assert b(doc["keyfile.secretbox_key"]) == stretched
+    seed = nacl.secret.SecretBox(stretched).decrypt(sealed, nonce)
+    assert seed == b(doc["phrase.subkey.seed"])
+    assert document["address"] == bech32m_address(bytes(nacl.signing.SigningKey(seed)
+                                                        .verify_key))
+    # The code opens the documented file, and only with its passphrase.
+    assert keys.open_key(document, passphrase).seed == seed
+    with pytest.raises(keys.WrongPassword):
+        keys.open_key(document, passphrase + " ")
+
+
+def test_key_file_limits_in_the_text_are_the_code_s(doc_text: str) -> None:
+    text = " ".join(doc_text.split())  # the prose is wrapped anywhere
+    assert (f"opslimit {keys.OPSLIMIT} and memlimit {keys.MEMLIMIT:,} "
+            f"({keys.MEMLIMIT // 2**20} MiB)") in text
+    assert (f"opslimit 1 to {keys.MAX_OPSLIMIT} and memlimit "
+            f"{nacl.pwhash.argon2id.MEMLIMIT_MIN:,} to {keys.MAX_MEMLIMIT:,}") in text
+    assert f"at most {keys.MAX_KEY_FILE_BYTES:,} bytes" in text
+
+
+# ---------------------------------------------------------------------------
 # Section 1: codec forms.
 
 
@@ -327,7 +424,8 @@ def _check_extrinsic(doc: dict[str, str], prefix: str, call: list[Any], nonce: i
     genesis_hash = b(doc["genesis.hash"])
     alice = b(doc["alice.public"])
     seed = b(doc["alice.seed"])
-    payload = pack([SIGNING_DOMAIN, genesis_hash, 1, birth_hash, alice, nonce, 0, era, call])
+    payload = pack([SIGNING_DOMAIN, genesis_hash, SPEC_VERSION, birth_hash, alice, nonce, 0, era,
+                    call])
     assert b(doc[f"{prefix}.signing_payload"]) == payload
     signature = sign(seed, payload)
     assert b(doc[f"{prefix}.signature"]) == signature
@@ -337,7 +435,7 @@ def _check_extrinsic(doc: dict[str, str], prefix: str, call: list[Any], nonce: i
     assert b(doc[f"{prefix}.hash"]) == blake(ext)
     decoded = decode_extrinsic(ext)
     assert codec.encode(decoded) == ext
-    assert decoded.signature_valid(genesis_hash, 1, birth_hash)
+    assert decoded.signature_valid(genesis_hash, SPEC_VERSION, birth_hash)
     return ext
 
 
@@ -357,23 +455,46 @@ def test_transfer_mortal(doc: dict[str, str]) -> None:
     _check_extrinsic(doc, "transfer_mortal", call, 0, [10, 64], birth_hash)
     # The same extrinsic signed for another birth block does not verify.
     other = decode_extrinsic(b(doc["transfer_mortal.extrinsic"]))
-    assert not other.signature_valid(b(doc["genesis.hash"]), 1, b(doc["genesis.hash"]))
+    assert not other.signature_valid(b(doc["genesis.hash"]), SPEC_VERSION,
+                                     b(doc["genesis.hash"]))
 
 
-def test_register_work(doc: dict[str, str]) -> None:
+def _register_work_args(doc: dict[str, str]) -> list[Any]:
     sha = hashlib.sha256
     content_hash = sha(b"Opus Chain spec vector: Sunrise over the harbour").digest()
     assert b(doc["register_work.content_hash"]) == content_hash
-    args = [
+    return [
         content_hash, "image", "Sunrise over the harbour",
         "ipfs://bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi",
         sha(b'{"title":"Sunrise over the harbour"}').digest(),
         [[b(doc["alice.public"]), 7000], [b(doc["bob.public"]), 3000]],
         [],
     ]
-    call = ["provenance", "register_work", args]
+
+
+def test_register_work(doc: dict[str, str]) -> None:
+    call = ["provenance", "register_work", _register_work_args(doc)]
     assert b(doc["register_work.call"]) == pack(call)
     _check_extrinsic(doc, "register_work", call, 1, [0, 0], b(doc["genesis.hash"]))
+
+
+def test_register_work_with_a_soft_binding(doc: dict[str, str]) -> None:
+    """Section 1.1 (optional trailing fields) and 4.4: the binding is one more field, and
+    without it the arguments are the 7 fields of spec version 1, byte for byte."""
+    binding = ["pdq", blake(b"opus/spec-vectors/pdq"), 92]
+    assert b(doc["soft_binding.pdq"]) == pack(binding)
+    args = _register_work_args(doc)
+    assert b(doc["register_work_pdq.args"]) == pack([*args, binding])
+    assert b(doc["register_work_pdq.call"]) == pack(["provenance", "register_work",
+                                                     [*args, binding]])
+    decoded = codec.decode(pack([*args, binding]), provenance.RegisterWork)
+    assert decoded.soft_binding == provenance.SoftBinding("pdq", binding[1], 92)
+    plain = codec.decode(pack(args), provenance.RegisterWork)
+    assert plain.soft_binding is None and codec.encode(plain) == pack(args)
+    with pytest.raises(codec.NonCanonical):  # the absent binding written as nil
+        codec.decode(pack([*args, None]), provenance.RegisterWork)
+    with pytest.raises(codec.WrongFieldCount):
+        codec.decode(pack(args[:-1]), provenance.RegisterWork)
 
 
 def test_record_usage_batch_from_the_text(doc: dict[str, str], doc_text: str) -> None:
@@ -436,7 +557,7 @@ def test_events_are_in_no_consensus_commitment(doc: dict[str, str], doc_text: st
     nodes.put_nodes(trie.trie_update(nodes, trie.EMPTY_ROOT, genesis.state).new_nodes)
     register = b(doc["register_work.extrinsic"])  # Alice's nonce 1: a transfer comes first
     again = sign_extrinsic(dev_keypair("alice"), decode_extrinsic(register).call, 2,
-                           genesis.hash, 1)
+                           genesis.hash, SPEC_VERSION)
     built = build_block(MemoryState(genesis.state), nodes, genesis.header,
                         [b(doc["transfer.extrinsic"]), register, codec.encode(again)],
                         timestamp=1_700_000_000_000, author=dev_keypair("alice"),

@@ -10,6 +10,12 @@ They sign locally and talk to a node over JSON-RPC (:mod:`client.rpc`)::
     opus usage record 1 --purpose ai_training --subject "model-x v1" --dev-account bob
     opus earnings --key me.json
     opus proof 1 --out song.proof.json && opus verify song.proof.json
+    opus sudo set-authorities ADDR … --key sudo.json    # validators: the sudo account only
+    opus audit shards/ --licensee ADDR --out audit.html  # AI builders: a dataset's rights
+    opus license acquire --from audit.csv --dev-account bob   # … every license it needs
+    opus usage record --from audit.csv --purpose ai_training --subject MODEL --dev-account bob
+    opus dataset certify audit.csv --subject MODEL --out s.json --dev-account bob
+    opus verify s.json                                   # … checked against the chain
 
 Common flags: ``--key FILE`` or ``--dev-account NAME`` (the signer), ``--rpc URL``
 (default http://127.0.0.1:9944), ``--json`` (machine-readable output) and
@@ -29,7 +35,10 @@ One module per command group, each with its commands and its ``add_parsers``:
 :mod:`~client.commands.accounts` (``account``, ``transfer``), :mod:`~client.commands.works`,
 :mod:`~client.commands.licenses`, :mod:`~client.commands.royalties`,
 :mod:`~client.commands.usage`, :mod:`~client.commands.earnings` and
-:mod:`~client.commands.proofs` (``proof``, ``verify``). What they share:
+:mod:`~client.commands.proofs` (``proof``, ``verify``), :mod:`~client.commands.sudo`
+(``sudo show``, ``sudo set-authorities``, ``sudo set-key``) and :mod:`~client.commands.audit`
+(``audit``, with :mod:`client.audit`) and :mod:`~client.commands.datasets` (``license
+acquire --from``, ``usage record --from``, ``dataset certify``). What they share:
 :mod:`~client.commands.common` (the :class:`Context`, errors, output, adding a command)
 and :mod:`~client.commands.arguments` (argument types).
 """
@@ -40,10 +49,13 @@ from typing import TYPE_CHECKING
 
 from client.commands import (
     accounts,
+    audit,
+    datasets,
     earnings,
     licenses,
     proofs,
     royalties,
+    sudo,
     usage,
     works,
 )
@@ -53,7 +65,8 @@ if TYPE_CHECKING:
     from client.commands.common import Subcommands
 
 # In the order ``opus --help`` lists them.
-GROUPS = (accounts, works, licenses, royalties, usage, earnings, proofs)
+GROUPS = (accounts, works, licenses, royalties, usage, earnings, proofs, sudo, audit,
+          datasets)
 
 
 def add_creator_commands(subparsers: Subcommands) -> None:

@@ -4,6 +4,7 @@ it is added to ``opus`` (:func:`command`)."""
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from client import DEFAULT_RPC, CallFailed, ClientError, OpusClient, Receipt, load_key_file
 from client.commands.arguments import TOKEN_DECIMALS, TOKEN_SYMBOL, amount, id_number, page_limit
 from client.display import safe_message, safe_text
+from client.keys import PasswordRequired
 from runtime.codec import Struct, hex0x
 from runtime.crypto import DEV_ACCOUNT_NAMES, Keypair, dev_keypair
 
@@ -95,12 +97,103 @@ def read_file(path: str) -> bytes:
         raise CreatorError(f"cannot read {path!r}: {e.strerror}") from None
 
 
+# ---------------------------------------------------------------------------
+# Passphrases of key files
+
+
+def add_passphrase_options(parser: argparse.ArgumentParser) -> None:
+    """``--password-filename FILE`` and ``--password TEXT``: a key file's passphrase."""
+    options = parser.add_argument_group(
+        "key file passphrase (default: asked on the terminal)").add_mutually_exclusive_group()
+    options.add_argument("--password-filename", metavar="FILE",
+                         help="read the passphrase from FILE (its text without the final "
+                              "line break)")
+    options.add_argument("--password", metavar="TEXT",
+                         help="the passphrase itself (other users can see it in the process "
+                              'list: prefer --password-filename); --password "" writes or '
+                              "reads an unencrypted key file (dev keys only)")
+
+
+def given_passphrase(args: argparse.Namespace) -> str | None:
+    """The passphrase given on the command line, or None if there is none."""
+    text: str | None = getattr(args, "password", None)
+    if text is not None:
+        return text
+    path: str | None = getattr(args, "password_filename", None)
+    if path is None:
+        return None
+    try:
+        content = read_file(path).decode()
+    except UnicodeDecodeError:
+        raise CreatorError(f"the passphrase file {path!r} is not UTF-8 text") from None
+    # ``echo secret > FILE`` ends the file with a line break that is not part of it.
+    return content.removesuffix("\n").removesuffix("\r")
+
+
+def interactive() -> bool:
+    """Whether a passphrase can be asked for: standard input is a terminal."""
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (AttributeError, ValueError):  # closed, or replaced by something that is no file
+        return False
+
+
+def ask_passphrase(prompt: str) -> str:
+    """Read a passphrase from the terminal without echoing it."""
+    try:
+        return getpass.getpass(prompt)
+    except EOFError:
+        raise CreatorError("no passphrase given (end of input)") from None
+
+
+def new_passphrase(args: argparse.Namespace, out: Path) -> str:
+    """The passphrase to encrypt a new key file ``out`` with; ``""`` only if given so.
+
+    From ``--password`` or ``--password-filename``, else asked twice on a terminal. An
+    empty one (which writes the seed unencrypted) must be given on purpose: ``--password ""``.
+    """
+    given = given_passphrase(args)
+    if given == "" and getattr(args, "password", None) is None:
+        raise CreatorError(f"the passphrase file {args.password_filename!r} is empty; for an "
+                           'unencrypted key file give --password "" instead')
+    if given is not None:
+        return given
+    if not interactive():
+        raise CreatorError(f"give the passphrase to encrypt {str(out)!r} with: "
+                           '--password-filename FILE (or --password "" for an unencrypted '
+                           "dev key)")
+    first = ask_passphrase(f"Passphrase for {out}: ")
+    if not first:
+        raise CreatorError("an empty passphrase leaves the key unencrypted; to mean it, give "
+                           '--password ""')
+    if ask_passphrase("Repeat the passphrase: ") != first:
+        raise CreatorError("the two passphrases differ; nothing was written")
+    return first
+
+
+def open_key_file(args: argparse.Namespace, path: str) -> Keypair:
+    """The key in the key file ``path``, with the passphrase given or asked for.
+
+    A plain key file needs none; an encrypted one needs ``--password-filename``,
+    ``--password`` or a terminal to ask on (:class:`client.keys.PasswordRequired`).
+    """
+    given = given_passphrase(args)
+    try:
+        return load_key_file(path, given)
+    except PasswordRequired:
+        # Asked only now: the file exists, is private and is encrypted.
+        if not interactive():
+            raise
+    return load_key_file(path, ask_passphrase(f"Passphrase for key file {path}: "))
+
+
 class Context:
     """One command's parsed arguments, its (lazily made) client and its output."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self._client: OpusClient | None = None
+        self._key: Keypair | None = None  # the key file's key, opened once
 
     @property
     def json(self) -> bool:
@@ -120,7 +213,9 @@ class Context:
         key_file = getattr(self.args, "key_file", None)
         dev = getattr(self.args, "dev_account", None)
         if key_file:
-            return load_key_file(key_file)
+            if self._key is None:
+                self._key = open_key_file(self.args, key_file)
+            return self._key
         if dev:
             return dev_keypair(dev)
         if required:
@@ -179,6 +274,7 @@ def _common_options(*, signing: bool) -> argparse.ArgumentParser:
                       help="a key file (see: opus account new)")
     keys.add_argument("--dev-account", metavar="NAME", choices=DEV_ACCOUNT_NAMES,
                       help="a well-known dev key: " + ", ".join(DEV_ACCOUNT_NAMES))
+    add_passphrase_options(parent)
     if signing:
         group.add_argument("--wait", choices=("inBlock", "finalized"), default="inBlock",
                            help="wait until the transaction is in a block (default) or final")
@@ -242,6 +338,7 @@ def group(sub: Subcommands, name: str, help_text: str) -> Subcommands:
                                  required=True)
 
 
-__all__ = ["Context", "CreatorError", "UsageError", "command", "credit_lines", "format_amount",
-           "group", "more_lines", "paging", "read_file", "receipt_lines", "require", "short",
-           "when"]
+__all__ = ["Context", "CreatorError", "UsageError", "add_passphrase_options", "ask_passphrase",
+           "command", "credit_lines", "format_amount", "given_passphrase", "group",
+           "interactive", "more_lines", "new_passphrase", "open_key_file", "paging",
+           "read_file", "receipt_lines", "require", "short", "when"]

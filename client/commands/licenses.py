@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from client.commands import arguments
+from client.commands import arguments, datasets
 from client.commands.common import (
     Context,
     UsageError,
@@ -72,6 +72,12 @@ def license_offer(ctx: Context) -> int:
 
 def license_acquire(ctx: Context) -> int:
     a = ctx.args
+    if (a.terms is None) == (a.from_report is None):
+        raise UsageError("give either TERMS (one license) or --from REPORT (a dataset's)")
+    if a.from_report is not None:
+        return datasets.acquire_from(ctx)
+    if a.dry_run or a.max_total is not None or a.out or a.yes:
+        raise UsageError("--dry-run, --max-total, --out and --yes go with --from REPORT")
     terms = require(ctx.client.get_terms(a.terms), f"no terms #{a.terms}")
     receipt = ctx.execute(licensing.AcquireLicense(a.terms))
     event = receipt.events_named("licensing", "LicenseAcquired")[0]
@@ -138,9 +144,20 @@ def add_parsers(sub: Subcommands) -> None:
     p.add_argument("--legal-uri", default="",
                    type=arguments.text_of_at_most(licensing.MAX_LEGAL_URI, "legal URI"))
     p.add_argument("--legal-hash", type=arguments.hash32, metavar="0xHASH")
-    p = command(licenses, "acquire", license_acquire, "buy a license under terms",
-                signing=True)
-    p.add_argument("terms", type=arguments.id_number, metavar="TERMS")
+    p = command(licenses, "acquire", license_acquire,
+                "buy a license under terms, or one for every work of an audit report whose "
+                "terms allow AI training (--from)", signing=True)
+    p.add_argument("terms", type=arguments.id_number, metavar="TERMS", nargs="?")
+    datasets.add_from_options(p, dry_run_help="show what would be bought and its total; "
+                                              "buy nothing")
+    p.add_argument("--max-total", type=arguments.amount, metavar="AMOUNT",
+                   help="with --from: refuse, before buying anything, if the total (license "
+                        "and transaction fees) exceeds AMOUNT (e.g. 500OPUS)")
+    p.add_argument("--yes", action="store_true",
+                   help="with --from: buy without asking for confirmation")
+    p.add_argument("--out", metavar="FILE",
+                   help="with --from: where to write which license covers which item, .csv "
+                        "or .json (default: REPORT's name with .licenses.csv)")
     p = command(licenses, "show", license_show, "show a license and its terms")
     p.add_argument("id", type=arguments.id_number, metavar="ID")
     p = command(licenses, "approve", license_approve,

@@ -1,15 +1,19 @@
 """``opus proof`` and ``opus verify``: a work's provenance proof, fetched from a node and
-written to a file, then checked offline against the block header it carries."""
+written to a file, then checked offline against the block header it carries.
+``opus verify`` also checks a dataset statement (``opus dataset certify``) against a node
+(:func:`client.commands.datasets.verify_statement_file`)."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from client import PROOF_FORMAT, ProofError, verify_provenance_proof
-from client.commands import arguments
+from client import DEFAULT_RPC, PROOF_FORMAT, ProofError, verify_provenance_proof
+from client.commands import arguments, datasets
 from client.commands.common import Context, CreatorError, command, read_file, require, short, when
+from client.statement import FORMAT as STATEMENT_FORMAT
 from runtime.codec import hex0x
 from runtime.crypto import encode_address as address_of
 
@@ -45,6 +49,8 @@ def verify(ctx: Context) -> int:
         doc = json.loads(text)
     except ValueError:
         raise CreatorError(f"{path!r} is not JSON (not a proof file)") from None
+    if isinstance(doc, dict) and doc.get("format") == STATEMENT_FORMAT:
+        return datasets.verify_statement_file(ctx, path, doc)
     if isinstance(doc, dict) and doc.get("format", PROOF_FORMAT) != PROOF_FORMAT:
         raise CreatorError(f"{path!r} is a {doc.get('format')!r} file, not a provenance proof")
     try:
@@ -75,6 +81,13 @@ def add_parsers(sub: Subcommands) -> None:
     p.add_argument("--out", required=True, metavar="FILE")
     p.add_argument("--block", type=arguments.hash32, metavar="0xHASH",
                    help="prove against this block (default: the best block)")
-    p = command(sub, "verify", verify, "check a provenance proof file offline", node=False)
-    p.add_argument("proof", metavar="PROOF")
+    p = command(sub, "verify", verify, "check a provenance proof file offline, or a dataset "
+                "statement (opus dataset certify) against a node", node=False)
+    p.add_argument("proof", metavar="FILE", help="a provenance proof or a dataset statement")
     p.add_argument("--json", dest="json_output", action="store_true", help="print JSON")
+    p.add_argument("--rpc", "--rpc-url", dest="rpc", metavar="URL",
+                   default=os.environ.get("OPUS_RPC", DEFAULT_RPC),
+                   help="a statement only: the node to check it against (default $OPUS_RPC "
+                        f"or {DEFAULT_RPC})")
+    p.add_argument("--report", metavar="REPORT",
+                   help="a statement only: the audit report it names, checked to be that one")

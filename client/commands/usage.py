@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from client.commands import arguments
+from client.commands import arguments, datasets
 from client.commands.common import (
     Context,
+    UsageError,
     command,
     group,
     more_lines,
@@ -22,6 +23,12 @@ if TYPE_CHECKING:
 
 def usage_record(ctx: Context) -> int:
     a = ctx.args
+    if (a.license is None) == (a.from_report is None):
+        raise UsageError("give either LICENSE (one record) or --from REPORT (a dataset's)")
+    if a.from_report is not None:
+        return datasets.record_from(ctx)
+    if a.dry_run:
+        raise UsageError("--dry-run goes with --from REPORT")
     require(ctx.client.get_license(a.license), f"no license #{a.license}")
     receipt = ctx.execute(RecordUsage(a.license, Purpose(a.purpose), a.subject, a.units,
                                       a.memo))
@@ -48,14 +55,18 @@ def usage_list(ctx: Context) -> int:
 
 def add_parsers(sub: Subcommands) -> None:
     usage = group(sub, "usage", "record and list usage of licensed works")
-    p = command(usage, "record", usage_record, "record a use of a work under your license",
-                signing=True)
-    p.add_argument("license", type=arguments.id_number, metavar="LICENSE")
+    p = command(usage, "record", usage_record,
+                "record a use of a work under your license, or of every licensed work of an "
+                "audit report (--from; 64 a transaction)", signing=True)
+    p.add_argument("license", type=arguments.id_number, metavar="LICENSE", nargs="?")
+    datasets.add_from_options(p, dry_run_help="show what would be recorded; record nothing")
     p.add_argument("--purpose", required=True, choices=[u.value for u in Purpose])
     p.add_argument("--subject", required=True,
                    type=arguments.text_of_at_most(MAX_SUBJECT, "subject"),
                    help="what it was used for, e.g. a model or dataset name")
-    p.add_argument("--units", type=arguments.count, default=1, help="how many units (default 1)")
+    p.add_argument("--units", type=arguments.count, default=1,
+                   help="how many units (default 1; with --from: the work's items in the "
+                        "report)")
     p.add_argument("--memo", default="", type=arguments.text_of_at_most(MAX_MEMO, "memo"))
     p = command(usage, "list", usage_list, "list the usage of a work or a license")
     which = p.add_mutually_exclusive_group(required=True)

@@ -24,9 +24,11 @@ index                           key after the prefix                           v
 ``royalties:earned:``           account(32)                                    u128
 ``royalties:work_revenue:``     be64(work_id)                                  u128
 ``royalties:work_paid_out:``    be64(work_id) ++ account(32)                   u128
+``provenance:pdq_chunks:``      u8(i) ++ be16(chunk i) ++ be64(work_id)        bin(32)
 ==============================  =============================================  ==========
 
-From the events (in block order): ``WorkRegistered`` adds the owner's entry,
+From the events (in block order): ``WorkRegistered`` adds the owner's entry, and for a
+work with a PDQ soft binding its 16 ``pdq_chunks`` entries (:mod:`node.chain.similar`),
 ``WorkTransferred`` moves it; ``TermsOffered`` adds the work's terms entry;
 ``LicenseAcquired`` adds the holder's and the work's entries,
 ``LicenseTransferred`` moves the holder's; ``UsageRecorded`` adds the work's and
@@ -49,6 +51,7 @@ from typing import Any
 
 import msgpack
 
+from node.chain import similar
 from runtime import codec
 from runtime.codec import U32, U64, U128, Struct
 from runtime.modules import licensing, provenance, royalties, usage
@@ -95,7 +98,8 @@ work_revenue: StorageMap[int] = StorageMap("royalties", "work_revenue", U128)
 work_paid_out: StorageMap[int] = StorageMap("royalties", "work_paid_out", U128)
 
 INDEXES = (works_by_owner, terms_by_work, licenses_by_holder, licenses_by_work, usage_by_work,
-           usage_by_license, credits, credit_count, earned, work_revenue, work_paid_out)
+           usage_by_license, credits, credit_count, earned, work_revenue, work_paid_out,
+           similar.pdq_chunks)
 
 TRUE = codec.pack(True)
 _pack = codec.pack
@@ -184,6 +188,10 @@ def index_changes(
             key = wbo + e.owner + e.work_id.to_bytes(8, "big")
             fresh(key, None)
             changes[key] = TRUE
+            if e.soft_binding is not None:  # (new keys: the work id is new)
+                for key, value in similar.chunk_entries(e.work_id, e.soft_binding).items():
+                    fresh(key, None)
+                    changes[key] = value
         elif kind is licensing.LicenseAcquired:
             license_id = e.license_id.to_bytes(8, "big")
             key = lbh + e.licensee + license_id
@@ -245,6 +253,7 @@ def genesis_index(state: Mapping[bytes, bytes]) -> dict[bytes, bytes]:
                 record = codec.from_wire(codec.unpack_trusted(value), tp)
                 if tp is provenance.Work:
                     out[works_by_owner.key((record.owner, record.id))] = TRUE
+                    out.update(similar.chunk_entries(record.id, record.soft_binding))
                 elif tp is licensing.Terms:
                     out[terms_by_work.key((record.work_id, record.id))] = TRUE
                 elif tp is licensing.License:

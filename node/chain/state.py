@@ -46,14 +46,18 @@ class FlatState:
     ``durable``): the snapshot may predate them.
     """
 
-    __slots__ = ("_get", "_cache", "_block_hash", "_pending")
+    __slots__ = ("_get", "_cache", "_block_hash", "_pending", "_cache_reads")
 
     def __init__(self, snapshot: Any, cache: FlatCache, block_hash: bytes,
-                 pending: dict[bytes, bytes | None] | None = None) -> None:
+                 pending: dict[bytes, bytes | None] | None = None, *,
+                 cache_reads: bool = True) -> None:
+        """``cache_reads`` False: values read from the database are not remembered in
+        ``cache`` (a bulk reader's keys would push the hot ones out)."""
         self._get = snapshot.get
         self._cache = cache
         self._block_hash = block_hash
         self._pending = pending
+        self._cache_reads = cache_reads
 
     def get(self, key: bytes) -> bytes | None:
         pending = self._pending
@@ -65,7 +69,8 @@ class FlatState:
             if value is not MISSING:
                 return value  # type: ignore[return-value]
             value = self._get(STATE + key)
-            cache.remember(self._block_hash, key, value)
+            if self._cache_reads:
+                cache.remember(self._block_hash, key, value)
             return value  # type: ignore[no-any-return]
         return self._get(STATE + key)  # type: ignore[no-any-return]
 

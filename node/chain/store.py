@@ -230,6 +230,62 @@ class _BatchWrite:
             written()
 
 
+class IndexCursor:
+    """Seeks in the node-side index through one LevelDB iterator, for a bulk reader (a
+    dataset audit's lookups): making an iterator costs several seeks. It reads the index as
+    it was when it was made. Close it when done: an open iterator holds LevelDB's files."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    def first_key(self, prefix: bytes, start: bytes = b"") -> bytes | None:
+        """The first index key that starts with ``prefix`` and is at or after
+        ``prefix + start``; None if there is none."""
+        raw = self._raw
+        raw.seek(INDEX + prefix + start)
+        if not raw.valid():
+            return None
+        key: bytes = raw.key()
+        return key[len(INDEX):] if key.startswith(INDEX + prefix) else None
+
+    def keys(self, prefix: bytes) -> list[bytes]:
+        """Every index key that starts with ``prefix``, in order."""
+        raw = self._raw
+        whole = INDEX + prefix
+        raw.seek(whole)
+        found = []
+        while raw.valid():
+            key: bytes = raw.key()
+            if not key.startswith(whole):
+                break
+            found.append(key[len(INDEX):])
+            raw.next()
+        return found
+
+    def items(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        """Every index entry (key, value) whose key starts with ``prefix``, in order."""
+        raw = self._raw
+        whole = INDEX + prefix
+        raw.seek(whole)
+        found = []
+        while raw.valid():
+            key: bytes = raw.key()
+            if not key.startswith(whole):
+                break
+            found.append((key[len(INDEX):], raw.value()))
+            raw.next()
+        return found
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> IndexCursor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 # ---------------------------------------------------------------------------
 # The store
 
@@ -365,16 +421,22 @@ class ChainStore(StoredBlocks):
         """Every stored trie node, for execute_block, build_block and proofs."""
         return self._nodes
 
-    def best_state(self) -> FlatState:
-        """The best block's state (flat: one get per key), frozen at this call."""
+    def best_state(self, *, cache_reads: bool = True) -> FlatState:
+        """The best block's state (flat: one get per key), frozen at this call.
+
+        ``cache_reads`` False: the values it reads from the database are not added to the
+        cache of hot keys (for a bulk reader, such as a dataset audit's lookups, whose
+        keys would push out those that block execution reads again and again).
+        """
         writing = self._writing
         return FlatState(self._raw_db.snapshot(), self._flat_cache, self._best_hash,
-                         None if writing is None else writing.flat)
+                         None if writing is None else writing.flat, cache_reads=cache_reads)
 
-    def state_at(self, block_hash: bytes) -> StateReader:
-        """The state after ``block_hash``: the flat state for the best block, else the trie."""
+    def state_at(self, block_hash: bytes, *, cache_reads: bool = True) -> StateReader:
+        """The state after ``block_hash``: the flat state for the best block, else the trie
+        (``cache_reads``: as :meth:`best_state`'s)."""
         if block_hash == self._best_hash:
-            return self.best_state()
+            return self.best_state(cache_reads=cache_reads)
         header = self.header(block_hash)
         if header is None:
             raise UnknownBlock(f"no stored block 0x{block_hash.hex()}")
@@ -434,6 +496,11 @@ class ChainStore(StoredBlocks):
         """
         self.wait_indexed()
         return self._iter_prefix(INDEX, prefix, start_after)
+
+    def index_cursor(self) -> IndexCursor:
+        """A cursor for many seeks in the best block's index entries (close it when done)."""
+        self.wait_indexed()
+        return IndexCursor(self._db.raw_iterator())
 
     def prove(self, keys: Iterable[bytes], block_hash: bytes) -> list[bytes]:
         """A read proof of ``keys`` (values or absence) against the block's state root."""

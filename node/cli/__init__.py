@@ -3,7 +3,9 @@
     opus --dev                                   # a single-validator dev chain, temporary
     opus --chain local --alice --base-path D     # a validator of the local testnet
     opus build-spec --chain dev --raw > spec.json
-    opus key generate | inspect | generate-node-key | inspect-node-key
+    opus build-spec --chain local --authority ADDR … --endow ADDR=1000OPUS --sudo ADDR
+    opus key generate | inspect | insert | generate-node-key | inspect-node-key
+    opus --chain spec.json --validator --base-path D   # authors with its keystore's keys
     opus purge-chain | export-blocks | import-blocks | check-block
     opus testnet --validators 4 [--base-dir D]   # a local testnet; `opus testnet status`
 
@@ -85,11 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     node = parser.add_argument_group("node")
     node.add_argument("--tmp", action="store_true",
                       help="run in a temporary base path, removed on exit")
-    node.add_argument("--validator", action="store_true", help="author and finalize blocks")
-    keys = node.add_mutually_exclusive_group()
+    node.add_argument("--validator", action="store_true",
+                      help="author and finalize blocks with the keystore's keys of the "
+                           "authority set (opus key insert, author_insertKey)")
+    dev_keys = node.add_mutually_exclusive_group()
     for name in DEV_ACCOUNT_NAMES:
-        keys.add_argument(f"--{name}", dest="dev_key", action="store_const", const=name,
-                          help=f"use the {name} dev key as authority key (implies --validator)")
+        dev_keys.add_argument(f"--{name}", dest="dev_key", action="store_const", const=name,
+                              help=f"hold the {name} dev key in the keystore, in memory only, "
+                                   "as aura and gran key (implies --validator)")
+    keys.add_keystore_arguments(node)
     node.add_argument("--name", type=_node_name, help="the node's human-readable name")
     network = parser.add_argument_group("network")
     network.add_argument("--port", type=_port, default=30333, help="p2p TCP port (default 30333)")
@@ -104,9 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     rpc.add_argument("--rpc-port", type=_port, default=9944,
                      help="JSON-RPC port, HTTP and WebSocket (default 9944)")
     rpc.add_argument("--rpc-external", action="store_true",
-                     help="listen on all interfaces (a validator also needs --rpc-methods unsafe)")
-    rpc.add_argument("--rpc-methods", choices=("safe", "unsafe"), default="safe",
-                     help="which RPC methods to expose (default safe)")
+                     help="listen on all interfaces, serving only safe methods (unsafe ones "
+                          "need --unsafe-rpc-external)")
+    rpc.add_argument("--unsafe-rpc-external", action="store_true",
+                     help="listen on all interfaces with unsafe methods too (key insertion …): "
+                          "only behind a proxy that filters methods")
+    rpc.add_argument("--rpc-methods", choices=("safe", "unsafe"),
+                     help="which RPC methods to expose (default: safe; unsafe with "
+                          "--unsafe-rpc-external)")
     rpc.add_argument("--rpc-cors", metavar="all|ORIGIN,…",
                      help="browser origins allowed to call the RPC (default: localhost; "
                           "'all' with --dev)")
@@ -123,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     metrics = parser.add_argument_group("Prometheus")
     metrics.add_argument("--prometheus-port", type=_port, default=9615,
                          help="metrics port (default 9615)")
+    metrics.add_argument("--prometheus-external", action="store_true",
+                         help="serve metrics on all interfaces (default: 127.0.0.1 only)")
     metrics.add_argument("--no-prometheus", action="store_true",
                          help="do not serve Prometheus metrics")
     parser.add_argument("-l", "--log", metavar="SPEC", action="append",
@@ -130,26 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("build-spec", help="print a chain spec as JSON")
+    p = sub.add_parser("build-spec", help="print a chain spec as JSON (or one of your own)")
     _add_shared(p, base_path=False)
-    p.add_argument("--raw", action="store_true", help="the raw form: the exact genesis state")
+    spec.add_arguments(p)
 
-    key = sub.add_parser("key", help="generate and inspect account and node keys")
-    key_sub = key.add_subparsers(dest="key_command", metavar="KEY_COMMAND", required=True)
-    p = key_sub.add_parser("generate", help="a new random account key")
-    p.add_argument("--output-type", choices=("text", "json"), default="text")
-    p = key_sub.add_parser("inspect", help="show an address, a seed's keys or a dev account")
-    what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("address", nargs="?", metavar="ADDRESS",
-                      help="an opus1… address, a 0x public key or //Alice-style dev URI")
-    what.add_argument("--seed", metavar="HEX", help="a 32-byte secret seed in hex")
-    what.add_argument("--dev-account", metavar="NAME", help="alice, bob, … ferdie")
-    p.add_argument("--output-type", choices=("text", "json"), default="text")
-    p = key_sub.add_parser("generate-node-key", help="a new libp2p node key")
-    p.add_argument("--file", metavar="FILE", help="write the secret here (else to stdout)")
-    p.add_argument("--bin", action="store_true", help="write raw bytes instead of hex")
-    p = key_sub.add_parser("inspect-node-key", help="print the peer id of a node key file")
-    p.add_argument("--file", metavar="FILE", required=True)
+    keys.add_parser(sub, _add_shared)
 
     p = sub.add_parser("purge-chain", help="remove the chain database of a base path")
     _add_shared(p)
@@ -218,13 +216,9 @@ def check_node_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         return
     if args.tmp and args.base_path:
         parser.error("--tmp and --base-path exclude each other")
-    validator = args.validator or args.dev_key is not None or args.dev
-    if args.validator and args.dev_key is None and not args.dev:
-        parser.error("--validator needs an authority key: add one of "
-                     + ", ".join(f"--{n}" for n in DEV_ACCOUNT_NAMES))
-    if args.rpc_external and validator and args.rpc_methods != "unsafe":
-        parser.error("--rpc-external on a validator exposes its RPC to the network; "
-                     "refused unless you also pass --rpc-methods unsafe to confirm")
+    if args.rpc_external and not args.unsafe_rpc_external and args.rpc_methods == "unsafe":
+        parser.error("unsafe RPC methods on all interfaces need --unsafe-rpc-external "
+                     "(--rpc-external serves only safe methods)")
 
 
 # ---------------------------------------------------------------------------

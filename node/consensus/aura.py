@@ -5,6 +5,11 @@ Slot ``= timestamp / slot duration``; its owner is ``authorities[slot mod n]``
 on a worker thread while the event loop stays free, stops adding extrinsics after
 ``BUILD_SHARE_OF_SLOT`` of the slot so the block can travel and be imported within it,
 commits it through the core and hands it to the network.
+
+The author holds no key: at each slot it asks the keystore for the ``aura`` key of the
+slot's owner (:class:`node.consensus.keys.SigningKeys`), so it authors with whichever of
+its keys is in the authority set, and with a key inserted while it runs from the next slot
+that key owns.
 """
 
 from __future__ import annotations
@@ -14,10 +19,11 @@ import time
 
 import trio
 
+from node.consensus.keys import KeySource, SigningKeys
 from node.core import NodeCore
+from node.keystore import AURA
 from node.logs import short_hash
 from runtime.block import Block
-from runtime.crypto import Keypair
 from runtime.execution import build_block, slot_owner
 from runtime.modules import validators
 
@@ -27,11 +33,11 @@ BUILD_SHARE_OF_SLOT = 0.4  # stop adding extrinsics after this share of the slot
 
 
 class AuraAuthor:
-    """Authors the blocks of the slots ``key`` owns on ``core``'s chain."""
+    """Authors the blocks of the slots owned by a key of ``keys`` on ``core``'s chain."""
 
-    def __init__(self, core: NodeCore, key: Keypair) -> None:
+    def __init__(self, core: NodeCore, keys: KeySource) -> None:
         self.core = core
-        self.key = key
+        self.keys = SigningKeys(keys, AURA, "authoring")
 
     async def run(self) -> None:
         """At every slot boundary, author if the slot is ours; runs until cancelled."""
@@ -43,13 +49,16 @@ class AuraAuthor:
             await self.author_in_slot(core.now_ms() // duration)
 
     async def author_in_slot(self, slot: int) -> Block | None:
-        """Author a block for ``slot`` if our key owns it; the block if one was made."""
-        core, key = self.core, self.key
+        """Author a block for ``slot`` if one of our keys owns it; the block if one was made."""
+        core = self.core
         async with core.import_lock:
             best = core.best
             state = core.store.best_state()
             duration = validators.slot_duration.get(state)
-            if slot <= best.slot or slot_owner(state, slot) != key.public:
+            if slot <= best.slot:
+                return None
+            key = await self.keys.find((slot_owner(state, slot),))
+            if key is None:
                 return None
             deadline = time.monotonic() + duration * BUILD_SHARE_OF_SLOT / 1000
             started = time.perf_counter()

@@ -512,7 +512,8 @@ async def call_method(session: Session, method: str, params: list[Any] | dict[st
         raise RpcError(METHOD_NOT_FOUND, "Method not found", f"no method {method!r}")
     if not spec.safe and not session.service.unsafe_allowed:
         raise RpcError(METHOD_NOT_FOUND, "Method not allowed",
-                       f"{method} is unsafe; start the node with --rpc-methods unsafe to allow it")
+                       f"{method} is unsafe; served only with --rpc-methods unsafe (on "
+                       "127.0.0.1) or --unsafe-rpc-external")
     names = list(spec.signature.parameters)[1:]
     if spec.object_param and isinstance(params, dict) and set(params) != {names[0]}:
         params = [params]

@@ -31,20 +31,33 @@ current owner is accepted as a no-op transfer; a license is a grant to its
 holder and is not consumed by registering a derivative (the same license may
 found several derivatives, each of which pays the parent through its stack).
 
+Soft binding. A work may carry a perceptual fingerprint of its content (C2PA's
+"soft binding": it survives re-encoding, where the content hash does not): an
+algorithm name and its value, plus the fingerprint's quality score if the
+algorithm has one. The runtime checks only its form (a known algorithm, the
+value's exact length, a quality of 0..100, a kind the algorithm fingerprints),
+never the content: the client computes it from the decoded file, and nodes index
+it to find near-duplicates (``opus_findSimilarWorks``). ``SOFT_BINDING_ALGORITHMS``
+lists the algorithms: ``pdq`` (Meta's PDQ, 256 bits = 32 bytes, image works).
+The binding is the last field of ``RegisterWork``, ``Work`` and ``WorkRegistered``
+and is optional on the wire (``OPTIONAL_TAIL``): records written before it existed
+decode unchanged, with no binding.
+
 Storage
   ``works``            work id -> Work
   ``work_by_content``  content hash -> work id
   ``next_work_id``     the id the next work gets (ids start at 1)
   (Listing works by owner is a node-side index built from the events, not state.)
 Events
-  ``WorkRegistered(work_id, content_hash, owner, kind, parents)``,
+  ``WorkRegistered(work_id, content_hash, owner, kind, parents, soft_binding?)``,
   ``WorkTransferred(work_id, old_owner, new_owner)``,
   ``MetadataUpdated(work_id, metadata_uri, metadata_hash)``
 Errors
   ``AlreadyRegistered``, ``InvalidSplits``, ``EmptyTitle``, ``WorkNotFound``, ``NotOwner``,
   ``ParentNotFound``, ``LicenseNotHeld``, ``DerivativesNotAllowed``,
   ``DerivativeNotApproved``, ``DuplicateParent``, ``TooManyParents``,
-  ``TooManyAncestors``, ``RoyaltyStackTooHigh``; raised from licensing:
+  ``TooManyAncestors``, ``RoyaltyStackTooHigh``, ``UnknownBindingAlgorithm``,
+  ``BadBindingLength``, ``BadBindingQuality``, ``BindingKindMismatch``; raised from licensing:
   ``licensing.LicenseExpired``.
 Calls
   ``register_work(...)``: any signed account; weight 150,000 + 5,000 per creator
@@ -64,7 +77,7 @@ import dataclasses
 from enum import StrEnum
 from typing import Annotated
 
-from runtime.codec import U16, U64, Bytes32, Struct, Text, Tuple, frozen_dataclass
+from runtime.codec import U8, U16, U64, Blob, Bytes32, Struct, Text, Tuple, frozen_dataclass
 from runtime.modules import licensing, royalties
 from runtime.state import Overlay, StateReader
 from runtime.support import (
@@ -87,6 +100,9 @@ MAX_PARENTS = 16
 MAX_ANCESTORS = 32
 MAX_TITLE = 256
 MAX_URI = 512
+MAX_BINDING_ALGORITHM = 16  # bytes of a soft binding's algorithm name
+MAX_BINDING_VALUE = 64  # bytes of a soft binding's value (any algorithm)
+MAX_BINDING_QUALITY = 100
 # Weights (reference ns) of reading / writing a work record of the maximal size.
 WORK_READ_WEIGHT = 180_000
 WORK_WRITE_WEIGHT = 90_000
@@ -130,6 +146,22 @@ class AncestorShare(Struct):
     bps: U16
 
 
+@frozen_dataclass
+class SoftBinding(Struct):
+    """A perceptual fingerprint of the work's content (see the module docstring)."""
+
+    algorithm: Annotated[str, Text(MAX_BINDING_ALGORITHM)]  # e.g. "pdq"
+    value: Annotated[bytes, Blob(MAX_BINDING_VALUE)]
+    quality: U8 | None  # the algorithm's quality score (0..100), if it has one
+
+
+# The soft binding algorithms the runtime knows: name -> (value length in bytes, the work
+# kinds it fingerprints). PDQ: Meta's perceptual hash of an image, 256 bits.
+PDQ = "pdq"
+SOFT_BINDING_ALGORITHMS: dict[str, tuple[int, frozenset[str]]] = {
+    PDQ: (32, frozenset({"image"})),
+}
+
 Creators = Annotated[tuple[Split, ...], Tuple(MAX_CREATORS)]
 Parents = Annotated[tuple[ParentLink, ...], Tuple(MAX_PARENTS)]
 RoyaltyStack = Annotated[tuple[AncestorShare, ...], Tuple(MAX_ANCESTORS)]
@@ -137,6 +169,8 @@ RoyaltyStack = Annotated[tuple[AncestorShare, ...], Tuple(MAX_ANCESTORS)]
 
 @frozen_dataclass
 class Work(Struct):
+    OPTIONAL_TAIL = 1  # soft_binding (spec version 2)
+
     id: U64
     content_hash: Bytes32
     kind: WorkKind
@@ -149,6 +183,7 @@ class Work(Struct):
     royalty_stack: RoyaltyStack
     registered_at: U64  # block number
     registered_at_ms: U64  # block timestamp (ms since the Unix epoch)
+    soft_binding: SoftBinding | None = None
 
 
 # Storage
@@ -162,11 +197,14 @@ next_work_id: StorageValue[int] = StorageValue(NAME, "next_work_id", U64, 1)
 @frozen_dataclass
 class WorkRegistered(Event):
     module = NAME
+    OPTIONAL_TAIL = 1  # soft_binding (spec version 2)
+
     work_id: U64
     content_hash: Bytes32
     owner: AccountId
     kind: WorkKind
     parents: Parents
+    soft_binding: SoftBinding | None = None
 
 
 @frozen_dataclass
@@ -242,6 +280,22 @@ class RoyaltyStackTooHigh(Error):
     """The ancestors' shares would add up to more than 10,000 bps."""
 
 
+class UnknownBindingAlgorithm(Error):
+    """A soft binding names an algorithm the runtime does not know (see SOFT_BINDING_ALGORITHMS)."""
+
+
+class BadBindingLength(Error):
+    """A soft binding's value is not its algorithm's exact length (32 bytes for pdq)."""
+
+
+class BadBindingQuality(Error):
+    """A soft binding's quality score is above 100."""
+
+
+class BindingKindMismatch(Error):
+    """The soft binding's algorithm does not fingerprint works of this kind (pdq: images)."""
+
+
 # Helpers other modules use
 
 
@@ -275,6 +329,24 @@ def validate_splits(creators: tuple[Split, ...]) -> None:
         raise InvalidSplits(f"creator shares sum to {total} bps, not {BPS}")
 
 
+def check_soft_binding(binding: SoftBinding, kind: WorkKind) -> None:
+    """Refuse a soft binding of the wrong form (its content is never checked)."""
+    known = SOFT_BINDING_ALGORITHMS.get(binding.algorithm)
+    if known is None:
+        raise UnknownBindingAlgorithm(
+            f"unknown soft binding algorithm {binding.algorithm!r} "
+            f"(known: {', '.join(sorted(SOFT_BINDING_ALGORITHMS))})")
+    length, kinds = known
+    if len(binding.value) != length:
+        raise BadBindingLength(f"a {binding.algorithm} value is {length} bytes, "
+                               f"got {len(binding.value)}")
+    if binding.quality is not None and binding.quality > MAX_BINDING_QUALITY:
+        raise BadBindingQuality(f"quality {binding.quality} is above {MAX_BINDING_QUALITY}")
+    if kind.value not in kinds:
+        raise BindingKindMismatch(f"a {binding.algorithm} soft binding is for "
+                                  f"{' or '.join(sorted(kinds))} works, not {kind.value}")
+
+
 def check_parent(env: Env, who: bytes, link: ParentLink) -> None:
     """Refuse a parent link the signer may not derive under (see the module docstring)."""
     if not works.contains(env.state, link.work_id):
@@ -300,6 +372,8 @@ module = Module(NAME)
 
 @frozen_dataclass
 class RegisterWork(Struct):
+    OPTIONAL_TAIL = 1  # soft_binding (spec version 2)
+
     content_hash: Bytes32
     kind: WorkKind
     title: Title
@@ -307,6 +381,7 @@ class RegisterWork(Struct):
     metadata_hash: Bytes32 | None
     creators: Creators
     parents: Parents
+    soft_binding: SoftBinding | None = None
 
 
 def _register_weight(a: RegisterWork) -> int:
@@ -325,12 +400,15 @@ def register_work(env: Env, who: AccountId, args: RegisterWork) -> None:
     names the existing work id), ``TooManyParents``, ``DuplicateParent``,
     ``ParentNotFound``, ``LicenseNotHeld``, ``licensing.LicenseExpired``,
     ``DerivativesNotAllowed``, ``DerivativeNotApproved``, ``TooManyAncestors``,
-    ``RoyaltyStackTooHigh``.
+    ``RoyaltyStackTooHigh``; for a soft binding: ``UnknownBindingAlgorithm``,
+    ``BadBindingLength``, ``BadBindingQuality``, ``BindingKindMismatch``.
     """
     state = env.state
     if not args.title.strip():
         raise EmptyTitle("the title is empty")
     validate_splits(args.creators)
+    if args.soft_binding is not None:
+        check_soft_binding(args.soft_binding, args.kind)
     existing = work_by_content.get(state, args.content_hash)
     if existing is not None:
         raise AlreadyRegistered(f"content hash already registered as work #{existing}")
@@ -362,10 +440,12 @@ def register_work(env: Env, who: AccountId, args: RegisterWork) -> None:
         royalty_stack=stack,
         registered_at=env.block.number,
         registered_at_ms=env.block.timestamp,
+        soft_binding=args.soft_binding,
     )
     works.put(state, work_id, work)
     work_by_content.put(state, args.content_hash, work_id)
-    env.emit(WorkRegistered(work_id, args.content_hash, who, args.kind, args.parents))
+    env.emit(WorkRegistered(work_id, args.content_hash, who, args.kind, args.parents,
+                            args.soft_binding))
 
 
 @frozen_dataclass

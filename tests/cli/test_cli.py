@@ -13,14 +13,16 @@ from pathlib import Path
 import pytest
 from processes import ROOT
 
+from client.keys import keypair_from_phrase, load_key_file
 from genesis import build_genesis, dev_spec, load_spec
 from genesis.spec import spec_to_json
 from node import nodekey
 from node.chain.blockfile import MAGIC, import_blocks
 from node.chain.store import ChainStore, db_path
 from node.cli import build_parser, check_node_args, common, main, testnet
+from node.cli.run import rpc_exposure
 from runtime import codec
-from runtime.crypto import decode_address, dev_keypair
+from runtime.crypto import dev_keypair
 from runtime.execution import build_block
 from runtime.executive import SPEC_VERSION
 from runtime.extrinsic import sign_extrinsic
@@ -97,10 +99,10 @@ def test_argument_errors_exit_2_with_usage(argv: list[str],
                             "not 0"),
     (["--rpc-max-request-size", "1.5"], "not a size in MiB: '1.5'"),
     (["export-blocks", "--from", "-1", "f"], "a block number must be at least 0, not -1"),
-    (["testnet", "--validators", "7"], "a number of validators must be 1 to 6 (one per dev key, "
-                                       "alice … ferdie), not 7"),
+    (["testnet", "--validators", "33"], "a number of validators must be 1 to 32, not 33"),
+    (["testnet", "--validators", "0"], "a number of validators must be 1 to 32, not 0"),
     (["testnet", "--slot-ms", "99"], "a slot duration in ms must be 100 to 600000, not 99"),
-    (["testnet", "--base-port", "1023"], "a base port must be 1024 to 65517"),
+    (["testnet", "--base-port", "1023"], "a base port must be 1024 to 65439"),
     (["work", "show", "x"], "argument ID: not an id: 'x'"),
     (["usage", "list", "--work", "1", "--limit", "1001"],
      "a page size must be 0 to 1000, not 1001"),
@@ -119,9 +121,9 @@ def test_number_arguments_accept_their_whole_range() -> None:
                               "--rpc-request-timeout", "0.25"])
     assert (args.rpc_port, args.port, args.pool_limit) == (0, 65535, 1)
     assert args.rpc_request_timeout == 0.25
-    args = parser.parse_args(["testnet", "--validators", "6", "--slot-ms", "600000",
-                              "--base-port", "65517"])
-    assert (args.validators, args.slot_ms, args.base_port) == (6, 600000, 65517)
+    args = parser.parse_args(["testnet", "--validators", "32", "--slot-ms", "600000",
+                              "--base-port", "65439"])
+    assert (args.validators, args.slot_ms, args.base_port) == (32, 600000, 65439)
     args = parser.parse_args(["usage", "list", "--work", "18446744073709551615", "--limit", "0"])
     assert (args.work, args.limit) == (2**64 - 1, 0)
 
@@ -132,20 +134,38 @@ def test_testnet_nodes_find_this_checkout_first() -> None:
     assert Path(first) == ROOT and (Path(first) / "node" / "cli" / "__main__.py").is_file()
 
 
-def test_rpc_external_refused_on_a_validator(capsys: pytest.CaptureFixture[str]) -> None:
-    for argv in (["--dev", "--rpc-external"], ["--alice", "--rpc-external"],
-                 ["--dev", "--rpc-external", "--rpc-methods", "safe"]):
-        code, _, err = run(argv, capsys)
-        assert code == 2
-        assert "--rpc-external" in err and "--rpc-methods unsafe" in err
+@pytest.mark.parametrize(("argv", "host", "methods"), [
+    ([], "127.0.0.1", "safe"),
+    (["--rpc-methods", "unsafe"], "127.0.0.1", "unsafe"),
+    (["--rpc-external"], "0.0.0.0", "safe"),
+    (["--rpc-external", "--rpc-methods", "safe"], "0.0.0.0", "safe"),
+    (["--unsafe-rpc-external"], "0.0.0.0", "unsafe"),
+    (["--unsafe-rpc-external", "--rpc-methods", "unsafe"], "0.0.0.0", "unsafe"),
+    (["--unsafe-rpc-external", "--rpc-methods", "safe"], "0.0.0.0", "safe"),
+    (["--alice", "--rpc-external"], "0.0.0.0", "safe"),  # a validator too: safe methods only
+])
+def test_who_may_call_what(argv: list[str], host: str, methods: str) -> None:
+    """The matrix of docs/rpc.md ("Who may call what"), Substrate's semantics."""
     parser = build_parser()
-    for argv in (["--dev", "--rpc-external", "--rpc-methods", "unsafe"], ["--rpc-external"]):
-        check_node_args(parser, parser.parse_args(argv))  # accepted
+    args = parser.parse_args(["--dev", *argv])
+    check_node_args(parser, args)
+    assert rpc_exposure(args) == (host, methods)
+
+
+def test_unsafe_methods_on_all_interfaces_need_their_own_flag(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["--dev", "--rpc-external", "--rpc-methods", "unsafe"], capsys)
+    assert code == 2 and "--unsafe-rpc-external" in err
 
 
 def test_other_flag_conflicts(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(["--validator"], capsys)
-    assert code == 2 and "--alice" in err
+    # --validator needs no dev key: it signs with its keystore's keys (tests/node).
+    parser = build_parser()
+    args = parser.parse_args(["--validator", "--password-filename", "pw"])
+    check_node_args(parser, args)
+    assert args.validator and args.dev_key is None and args.keystore_password_filename == "pw"
+    code, _, err = run(["--password", "x", "--password-filename", "pw"], capsys)
+    assert code == 2 and "not allowed with argument" in err
     code, _, err = run(["--tmp", "--base-path", "/tmp/x"], capsys)
     assert code == 2 and "--tmp" in err
 
@@ -226,35 +246,73 @@ def test_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
 # key
 
 
-def test_key_generate_and_inspect(capsys: pytest.CaptureFixture[str]) -> None:
+# subkey's published ed25519 example (docs/spec.md, "phrase.subkey")
+SUBKEY_PHRASE = "marble crisp cover huge yellow quick warm pudding spatial engage unfair million"
+SUBKEY_SEED = "0xfd72a60d6cd6d226c7dac996b9479bf5f4631434fd6b1bdec3e76e35a39e2be4"
+SUBKEY_PUBLIC = "0xe7988839e659db69ae9ad08c3ef2ccabba44236024a039ebad83bd8fc75dccfb"
+
+
+def test_key_generate_prints_a_phrase_and_its_key(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(["key", "generate", "--output-type", "json"], capsys)
     assert code == 0
     key = json.loads(out)
-    assert decode_address(key["address"]).hex() == key["publicKey"][2:]
-    code, out, _ = run(["key", "inspect", "--seed", key["secretSeed"]], capsys)
-    assert code == 0 and key["address"] in out and key["publicKey"] in out
-    code, out, _ = run(["key", "inspect", key["address"], "--output-type", "json"], capsys)
-    assert code == 0
-    assert json.loads(out) == {k: v for k, v in key.items() if k != "secretSeed"}
+    assert len(key["secretPhrase"].split()) == 12
+    derived = keypair_from_phrase(key["secretPhrase"])
+    assert key["address"] == derived.address and key["publicKey"] == "0x" + derived.public.hex()
+    assert key["secretSeed"] == "0x" + derived.seed.hex()
+    # The JSON is a plain key file: what --key FILE reads (once it is private).
+    key_file = tmp_path / "key.json"
+    key_file.write_text(out)
+    key_file.chmod(0o600)
+    assert load_key_file(key_file) == derived
+    # Inspecting the phrase gives the same key, with every field.
+    code, out, _ = run(["key", "inspect", key["secretPhrase"], "--output-type", "json"], capsys)
+    assert code == 0 and json.loads(out) == key
+    code, out, _ = run(["key", "generate", "--words", "24", "--output-type", "json"], capsys)
+    assert code == 0 and len(json.loads(out)["secretPhrase"].split()) == 24
     code, out, _ = run(["key", "generate"], capsys)
     assert code == 0
-    assert [line.split(":")[0] for line in out.splitlines()] == [
-        "Secret seed", "Public key (hex)", "Account ID", "Address"]
+    assert [line.split(":")[0].strip() for line in out.splitlines()] == [
+        "Secret phrase", "Secret seed", "Public key (hex)", "Account ID", "Address"]
 
 
-def test_key_inspect_dev_accounts(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(["key", "inspect", "--dev-account", "alice"], capsys)
-    assert code == 0 and ALICE.address in out
-    code, out2, _ = run(["key", "inspect", "//Alice"], capsys)
-    assert code == 0 and out2 == out
+def test_key_inspect_reads_one_secret_uri_grammar(capsys: pytest.CaptureFixture[str]) -> None:
+    def inspect(*argv: str) -> dict[str, str]:
+        code, out, _ = run(["key", "inspect", *argv, "--output-type", "json"], capsys)
+        assert code == 0
+        return dict(json.loads(out))
+
+    phrase = inspect(SUBKEY_PHRASE)
+    assert (phrase["secretSeed"], phrase["publicKey"]) == (SUBKEY_SEED, SUBKEY_PUBLIC)
+    assert phrase["secretPhrase"] == SUBKEY_PHRASE
+    seed = inspect(SUBKEY_SEED)
+    assert "secretPhrase" not in seed and seed == {k: v for k, v in phrase.items()
+                                                  if k != "secretPhrase"}
+    with_password = inspect(SUBKEY_PHRASE + "///Substrate")
+    assert with_password["address"] == keypair_from_phrase(SUBKEY_PHRASE, "Substrate").address
+    assert with_password["address"] != phrase["address"]
+    assert "secretPhrase" not in with_password  # the phrase alone is another key
+    public_only = {"publicKey": SUBKEY_PUBLIC, "accountId": SUBKEY_PUBLIC,
+                   "address": phrase["address"]}
+    assert inspect(phrase["address"]) == public_only
+    assert inspect("--public", SUBKEY_PUBLIC) == public_only
+    alice = inspect("//Alice")
+    assert (alice["address"], alice["secretSeed"]) == (ALICE.address, "0x" + ALICE.seed.hex())
+    code, out, _ = run(["key", "inspect", SUBKEY_PHRASE], capsys)
+    assert code == 0 and out.splitlines()[0] == f"Secret phrase:       {SUBKEY_PHRASE}"
+    assert f"  Address:           {phrase['address']}" in out.splitlines()
 
 
 @pytest.mark.parametrize("argv", [
     ["key", "inspect", "opus1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq"],
     ["key", "inspect", BOB.address[:-1] + ("q" if BOB.address[-1] != "q" else "p")],  # typo
-    ["key", "inspect", "--dev-account", "mallory"],
-    ["key", "inspect", "--seed", "0x1234"],
-    ["key", "inspect", "--seed", "zz"],
+    ["key", "inspect", "//Mallory"],
+    ["key", "inspect", "0x1234"],
+    ["key", "inspect", "--public", "zz"],
+    ["key", "inspect", SUBKEY_PHRASE.replace("marble", "crisp")],  # checksum
+    ["key", "inspect", SUBKEY_PHRASE.replace("marble", "marbles")],  # not a word
+    ["key", "inspect", "marble crisp"],
 ])
 def test_key_inspect_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(argv, capsys)

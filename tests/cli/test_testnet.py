@@ -29,9 +29,10 @@ from typing import Any
 import pytest
 from processes import ROOT, RPC_NOT_READY, free_port, rpc_call
 
+from node.informant import FINALITY_LAG_WARNING_BLOCKS, INFORMANT_INTERVAL_S
 from runtime import codec, executive
 from runtime.codec import hex0x
-from runtime.crypto import Keypair, dev_keypair, encode_address
+from runtime.crypto import DEV_ACCOUNT_NAMES, Keypair, dev_keypair, encode_address
 from runtime.extrinsic import sign_extrinsic
 from runtime.finality_types import VoterRecord
 from runtime.modules import balances
@@ -174,7 +175,9 @@ class Testnet:
         self.base = base
         self.out_path = base / "launcher.out"
         self.launcher_out = open(self.out_path, "wb")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # The user's data dir, where the launcher records the last testnet: the test's own.
+        self.env = dict(os.environ, PYTHONUNBUFFERED="1", XDG_DATA_HOME=str(base / "data"))
+        env = self.env
         self.launcher = subprocess.Popen(
             [sys.executable, "-m", "node.cli", "testnet", "--validators", str(VALIDATORS),
              "--base-dir", str(base), "--slot-ms", str(SLOT_MS)],
@@ -273,10 +276,12 @@ class Testnet:
                     f"{a.name} and {b.name} finalized different blocks below #{common}"
         return min(number for number, _ in finalized.values())
 
-    def status_output(self) -> str:
+    def status_output(self, *, base_dir: bool = True) -> str:
+        """``opus testnet status`` (without ``--base-dir``: the last testnet launched)."""
+        argv = ["--base-dir", str(self.base)] if base_dir else []
         result = subprocess.run(
-            [sys.executable, "-m", "node.cli", "testnet", "status", "--base-dir", str(self.base)],
-            cwd=ROOT, capture_output=True, text=True, timeout=60)
+            [sys.executable, "-m", "node.cli", "testnet", "status", *argv],
+            cwd=ROOT, capture_output=True, text=True, timeout=60, env=self.env)
         assert result.returncode == 0, result.stderr
         return result.stdout
 
@@ -323,20 +328,30 @@ def transfer(node: NodeHandle, key: Keypair, dest: bytes, amount: int) -> tuple[
 
 def test_four_validators_finalize_together_and_carry_a_transaction(testnet: Testnet) -> None:
     nodes = testnet.validators()
-    # The launcher printed every node's name, RPC URL and peer id.
+    # The launcher printed every node's name, RPC URL and dialable address; the spec it
+    # wrote carries them all as boot nodes (the nodes get no --bootnodes), and its
+    # authorities are the generated keys of the manifest, not dev keys.
+    spec = json.loads(Path(testnet.manifest["spec"]).read_text())
+    assert spec["bootNodes"] == [node.multiaddr for node in nodes]
+    assert spec["genesis"]["authorities"] == [e["key"] for e in testnet.manifest["nodes"]]
+    assert not {dev_keypair(n).address for n in DEV_ACCOUNT_NAMES} & \
+        set(spec["genesis"]["authorities"])
     for node in nodes:
         assert node.name in testnet.output and f"http://127.0.0.1:{node.rpc_port}" in \
-            testnet.output and node.multiaddr.rsplit("/", 1)[1] in testnet.output
+            testnet.output and node.multiaddr in testnet.output
+        assert "--bootnodes" not in node.command and "--validator" in node.command
 
     # Finality across processes: every node finalizes the same block at a height >= 3.
     testnet.wait_for(lambda: testnet.min_finalized(nodes) >= 3, STARTUP_TIMEOUT_S,
                      "finalized #3 on every node")
     height = testnet.min_finalized(nodes)
     assert testnet.agree_at(nodes, height)
-    status = testnet.status_output()
+    status = testnet.status_output(base_dir=False)  # found through the last-testnet record
+    assert f"Testnet in {testnet.base}" in status
     for node in nodes:
         line = next(ln for ln in status.splitlines() if ln.startswith(node.name + " "))
         assert "UNREACHABLE" not in line and re.search(r"#\d+ \(0x", line), status
+        assert "stalled" not in line and line.endswith(node.multiaddr), status
 
     # Finality latency, in slots from authoring (the block's slot start) to finalized on node1.
     node1 = testnet.nodes["node1"]
@@ -506,6 +521,8 @@ def test_finality_stalls_without_two_thirds_and_resumes(testnet: Testnet) -> Non
     testnet.wait_healthy()
     up = testnet.validators("node1", "node2")
     down = testnet.validators("node3", "node4")
+    node1 = testnet.nodes["node1"]
+    log_mark = len(node1.log())
     for node in down:
         node.stop(signal.SIGINT)
     time.sleep(2 * SLOT_S)  # let a round that was under way finish
@@ -518,6 +535,14 @@ def test_finality_stalls_without_two_thirds_and_resumes(testnet: Testnet) -> Non
     best_after = max(node.best()[0] for node in up)
     measure(f"with 2 of 4 validators for 6 slots: finalized stayed at "
             f"#{max(n for n, _ in frozen.values())}, best went #{best_before} -> #{best_after}")
+    # Once the lag passes the threshold, status flags it and so does the validators' log.
+    # (Two of four authors: a block every other slot.)
+    testnet.wait_for(lambda: "⚠️ finality lag" in node1.log()[log_mark:],
+                     4 * (FINALITY_LAG_WARNING_BLOCKS + 2) * SLOT_S + 2 * INFORMANT_INTERVAL_S,
+                     "node1's informant line to flag the finality lag")
+    status = testnet.status_output()
+    line = next(ln for ln in status.splitlines() if ln.startswith("node1 "))
+    assert "⚠️ stalled" in line and "finality has stalled" in status, status
 
     for node in down:
         node.start()
@@ -602,9 +627,13 @@ def test_testnet_script_starts_and_stops_its_nodes(tmp_path: Path) -> None:
             assert not node.running, node.name
             assert "Shutdown complete" in node.log() and "Traceback" not in node.log()
     finally:
-        if script.poll() is None:
-            os.kill(script.pid, signal.SIGKILL)
-            script.wait(timeout=EXIT_TIMEOUT_S)
+        if script.poll() is None:  # SIGTERM first: the script's trap stops its nodes
+            os.kill(script.pid, signal.SIGTERM)
+            try:
+                script.wait(timeout=EXIT_TIMEOUT_S + 10)
+            except subprocess.TimeoutExpired:
+                os.kill(script.pid, signal.SIGKILL)
+                script.wait(timeout=EXIT_TIMEOUT_S)
         for node in nodes:
             node.kill()
         out.close()

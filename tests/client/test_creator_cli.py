@@ -205,25 +205,41 @@ async def test_creator_story(node: Node, tmp_path: Path) -> None:
 async def test_accounts_keys_and_transfer(node: Node, tmp_path: Path) -> None:
     opus = Opus(node)
     key_file = tmp_path / "me.json"
-    created = (await opus.ok("account", "new", "--out", str(key_file), "--json",
+    password_file = tmp_path / "passphrase.txt"
+    password_file.write_text("a long passphrase\n")
+    unlock = ("--password-filename", str(password_file))
+    created = (await opus.ok("account", "new", "--out", str(key_file), *unlock, "--json",
                              rpc=False)).json()
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     stored = json.loads(key_file.read_text())
-    assert stored["address"] == created["address"] and len(stored["seed"]) == 64
-    err = await opus.fails(1, "account", "new", "--out", str(key_file), rpc=False)
+    assert stored["address"] == created["address"] and stored["encrypted"] is True
+    assert created["encrypted"] is True and len(created["secretPhrase"].split()) == 12
+    err = await opus.fails(1, "account", "new", "--out", str(key_file), *unlock, rpc=False)
     assert "already exists" in err
 
     await opus.ok("transfer", created["address"], "2.5OPUS", "--dev-account", "alice")
-    shown = (await opus.ok("account", "show", "--key", str(key_file), "--json")).json()
+    shown = (await opus.ok("account", "show", "--key", str(key_file), *unlock,
+                           "--json")).json()
     assert shown["free"] == str(2_500_000_000_000) and shown["nonce"] == 0
     out = (await opus.ok("account", "show", created["address"])).out
     assert "2.5 OPUS" in out
 
-    # The new account signs with its key file (and pays its own fee).
-    await opus.ok("transfer", BOB.address, "1000", "--key", str(key_file), "--wait",
-                  "finalized")
+    # The new account signs with its key file (and pays its own fee); the passphrase is the
+    # file's text without its line break.
+    await opus.ok("transfer", BOB.address, "1000", "--key", str(key_file), "--password",
+                  "a long passphrase", "--wait", "finalized")
     after = (await opus.ok("account", "show", created["address"], "--json")).json()
     assert after["nonce"] == 1 and int(after["free"]) < 2_500_000_000_000 - 1000
+
+    # Its secret phrase restores it.
+    restored = tmp_path / "restored.json"
+    imported = (await opus.ok("account", "import", "--phrase", created["secretPhrase"],
+                              "--out", str(restored), "--password", "", "--json",
+                              rpc=False)).json()
+    assert imported == {"address": created["address"], "keyFile": str(restored),
+                        "encrypted": False}
+    shown = (await opus.ok("account", "show", "--key", str(restored), "--json")).json()
+    assert shown["address"] == created["address"] and shown["nonce"] == 1
 
 
 async def test_user_errors_are_one_line(node: Node, tmp_path: Path) -> None:
@@ -275,6 +291,7 @@ async def test_user_errors_are_one_line(node: Node, tmp_path: Path) -> None:
     assert "does not exist" in await opus.fails(1, "verify", missing, rpc=False)
     bad_key = tmp_path / "bad-key.json"
     bad_key.write_text('{"seed": "abcd"}')
+    bad_key.chmod(0o600)
     assert "32 bytes" in await opus.fails(1, "transfer", BOB.address, "1", "--key",
                                           str(bad_key))
 
@@ -373,11 +390,12 @@ class Processes:
         self.workdir = workdir
         self.env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
-    def run(self, *argv: str, rpc: bool = True, expect: int = 0
+    def run(self, *argv: str, rpc: bool = True, expect: int = 0, stdin: str = ""
             ) -> subprocess.CompletedProcess[str]:
+        """Run ``opus argv``; ``stdin`` is all its standard input (never a terminal)."""
         args = [sys.executable, "-m", "node.cli", *argv] + ([RPC_FLAG, self.rpc] if rpc else [])
         done = subprocess.run(args, cwd=ROOT, env=self.env, capture_output=True, text=True,
-                              timeout=120)
+                              input=stdin, timeout=120)
         assert "Traceback" not in done.stderr, done.stderr
         assert done.returncode == expect, (argv, done.stdout, done.stderr)
         return done
@@ -398,18 +416,22 @@ def test_creator_story_against_opus_dev(tmp_path: Path) -> None:
 
 def _story(opus: Processes, tmp: Path) -> None:
     creator_key = tmp / "creator.json"
-    creator = json.loads(opus.run("account", "new", "--out", str(creator_key), "--json",
+    password_file = tmp / "passphrase.txt"
+    password_file.write_text("creator's passphrase\n")
+    signer = ("--key", str(creator_key), "--password-filename", str(password_file))
+    creator = json.loads(opus.run("account", "new", "--out", str(creator_key),
+                                  "--password-filename", str(password_file), "--json",
                                   rpc=False).stdout)["address"]
     opus.run("transfer", creator, "100OPUS", "--dev-account", "alice")
     artwork = tmp / "artwork.png"
     artwork.write_bytes(b"\x89PNG pretend image bytes")
     registered = opus.json("work", "register", str(artwork), "--title", "Sunrise", "--kind",
-                           "image", "--key", str(creator_key))
+                           "image", *signer)
     work = registered["workId"]
     terms = opus.json("license", "offer", str(work), "--ai-training", "allowed",
                       "--fee", "5OPUS", "--commercial", "--royalty", "2000", "--derivatives",
-                      "--key", str(creator_key))["termsId"]
-    closed = opus.json("license", "offer", str(work), "--key", str(creator_key))["termsId"]
+                      *signer)["termsId"]
+    closed = opus.json("license", "offer", str(work), *signer)["termsId"]
 
     ai_license = opus.json("license", "acquire", str(terms), "--dev-account", "bob")["licenseId"]
     plain_license = opus.json("license", "acquire", str(closed),

@@ -223,7 +223,7 @@ class Cluster:
     async def restart(self, index: int) -> FinalityGadget:
         """A fresh gadget for the node (as after a process restart): it reloads its record."""
         node = self.nodes[index]
-        gadget = FinalityGadget(node, KEYS[index])
+        gadget = FinalityGadget(node, node.config.keystore)
         node.finality = gadget
         self.net.attach(index, gadget)
         await self.start(index)
@@ -563,7 +563,7 @@ def test_a_vote_record_from_before_prev_votes_still_loads(genesis: Genesis,
         six_items = codec.pack(codec.to_wire(record)[:6])  # the format before prev_votes
         node.finality.record_path.parent.mkdir(parents=True, exist_ok=True)
         node.finality.record_path.write_bytes(six_items)
-        reloaded = FinalityGadget(node, KEYS[0])
+        reloaded = FinalityGadget(node, node.config.keystore)
         assert reloaded.record == record and reloaded.record.prev_votes == ()
         assert reloaded.round_number == 2
 
@@ -577,7 +577,7 @@ async def test_corrupt_vote_record_refuses_to_start(genesis: Genesis, tmp_path: 
         node.finality.record_path.parent.mkdir(parents=True, exist_ok=True)
         node.finality.record_path.write_bytes(b"\x93garbage")
         with pytest.raises(RuntimeError, match="corrupt"):
-            FinalityGadget(node, KEYS[0])
+            FinalityGadget(node, node.config.keystore)
 
 
 # ---------------------------------------------------------------------------

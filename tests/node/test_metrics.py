@@ -16,6 +16,7 @@ from genesis import build_genesis, dev_spec
 from node.chain.store import ChainStore
 from node.consensus.aura import AuraAuthor
 from node.consensus.sole import SoleAuthorityFinality
+from node.keystore import Keystore
 from node.metrics import Metrics
 from node.service import Node, NodeConfig
 from runtime import codec
@@ -64,8 +65,9 @@ async def running_node(tmp_path: Path) -> AsyncIterator[tuple[Node, int]]:
             await nursery.start(node.run)
             # Author by hand (no slot timer, so the heights are exact), and finalize as the
             # sole authority does: consensus is attached after run() (which started none).
-            node.author = AuraAuthor(node, ALICE)
-            node.on_imported.insert(0, SoleAuthorityFinality(node, ALICE).on_block_imported)
+            keys = Keystore.in_memory(ALICE)
+            node.author = AuraAuthor(node, keys)
+            node.on_imported.insert(0, SoleAuthorityFinality(node, keys).on_block_imported)
             yield node, port
             nursery.cancel_scope.cancel()
 

@@ -61,7 +61,8 @@ REQUIRED_METHODS = {
     "opus_getTerms", "opus_getLicense", "opus_listLicenses", "opus_getEarnings",
     "opus_listUsage", "opus_getEvents", "opus_getProvenanceProof", "opus_getEquivocations",
 }
-UNSAFE_METHODS = {"author_insertKey", "author_rotateKeys", "author_hasKey"}
+UNSAFE_METHODS = {"author_insertKey", "author_rotateKeys", "author_hasKey",
+                  "author_hasSessionKeys"}
 
 
 # ---------------------------------------------------------------------------
@@ -710,7 +711,8 @@ async def test_unsafe_methods_with_rpc_methods_unsafe(tmp_path: Path) -> None:
         e = await rpc_error(n, "author_insertKey", "nope", "//Bob", BOB.address)
         assert e.code == -32602
         stored = list((tmp_path / "n" / "keystore").iterdir())
-        assert len(stored) == 2 and all(p.stat().st_mode & 0o077 == 0 for p in stored)
+        # The rotated key as aura and gran, bob's as aura; alice's dev key is never written.
+        assert len(stored) == 3 and all(p.stat().st_mode & 0o077 == 0 for p in stored)
 
 
 # ---------------------------------------------------------------------------

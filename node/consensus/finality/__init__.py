@@ -26,7 +26,8 @@ The gadget, by concern:
   that ties them together, and its :class:`Timing`.
 
 API
-    ``FinalityGadget(node, key, publish=...)``; run :meth:`FinalityGadget.run` in
+    ``FinalityGadget(node, keys, publish=...)`` (``keys``: the node's keystore, None
+    for an observer); run :meth:`FinalityGadget.run` in
     the node's nursery; hand every gossiped vote message to
     :meth:`FinalityGadget.on_vote_message` (it returns a :class:`VoteVerdict`
     whose ``penalize`` says whether the sender sent something invalid); the node

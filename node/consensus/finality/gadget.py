@@ -18,14 +18,22 @@ Timing (``S`` = the slot duration)
     an idle round every 4 S, rebroadcast every S while stalled.
 
 The gadget receives its node as a :class:`node.core.NodeCore` (the store, the
-import lock, ``apply_justification``); how to wire it: the API in
+import lock, ``apply_justification``) and its keys as a key source (the node's keystore,
+:class:`node.consensus.keys.KeySource`; None for an observer); how to wire it: the API in
 :mod:`node.consensus.finality`.
+
+Its voter key
+    is the keystore's ``gran`` key of the first authority of the current set that the
+    keystore holds, looked up again whenever the set or the keystore changes, or while
+    the key it found could not be opened (``_refresh_key``, at every step): a key
+    inserted at run time makes the node a voter at its next step; without one it
+    follows the votes as an observer.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +50,8 @@ from node.consensus.finality.record import VOTES_DIR, VOTES_FILE, read_record, w
 from node.consensus.finality.rounds import Round, RoundState, evaluate
 from node.consensus.finality.sets import VoterSet, first_change, initial_set
 from node.consensus.finality.votes import BlockRef, PhaseVotes, Tally, tally_votes
+from node.consensus.keys import KeySource, SigningKeys
+from node.keystore import GRAN
 from node.logs import short_hash
 from runtime import codec
 from runtime.block import InvalidJustification, Justification, verify_justification
@@ -96,10 +106,12 @@ class Timing:
 class FinalityGadget:
     """The finality voter (or observer) of one node; see the module docstring."""
 
-    def __init__(self, node: Node, key: Keypair | None, publish: Publish | None = None, *,
+    def __init__(self, node: Node, keys: KeySource | None, publish: Publish | None = None, *,
                  path: Path | None = None, timing: Timing | None = None) -> None:
         self.node = node
-        self.key = key
+        self.keys = SigningKeys(keys, GRAN, "voting") if keys is not None else None
+        self.key: Keypair | None = None  # the voter key: see "Its voter key" above
+        self._key_checked: tuple[int, Hashable] | None = None
         self.publish: Publish = publish or _drop
         self.dir = path if path is not None else Path(node.config.base_path) / VOTES_DIR
         self._timing = timing
@@ -128,6 +140,8 @@ class FinalityGadget:
         self.voter_set = initial_set(self.store, self.record)
         self._scanned_to = self.voter_set.start_number
         self._sync_set(force_reset=True)
+        if self.keys is not None and self._key_changed():
+            self.key = self.keys.find_now(self.voter_set.authorities)
 
     # ------------------------------------------------------------------ public API
 
@@ -248,6 +262,7 @@ class FinalityGadget:
         wake-up and tick)."""
         now = trio.current_time()
         self._refresh_base()
+        await self._refresh_key()
         await self._apply_pending_commits()
         final = self._best_final()
         if final is not None:
@@ -260,6 +275,30 @@ class FinalityGadget:
         self._maybe_advance(now)
         self._maybe_rebroadcast(now)
         await self._flush(now)
+
+    # ------------------------------------------------------------------ the voter key
+
+    def _key_changed(self) -> bool:
+        """Whether the set or the keystore changed since the voter key was looked up."""
+        assert self.keys is not None
+        checked = (self.voter_set.set_id, self.keys.source.version())
+        if checked == self._key_checked:
+            return False
+        self._key_checked = checked
+        return True
+
+    async def _refresh_key(self) -> None:
+        if self.keys is None:
+            return
+        # Also while a key of the set could not be opened: its file may have been fixed
+        # (the keystore answers from its cache until the file changes).
+        if not self._key_changed() and not (self.key is None and self.keys.unusable):
+            return
+        was_voter = self.is_voter
+        self.key = await self.keys.find(self.voter_set.authorities)
+        if self.is_voter != was_voter:
+            log.info("🗳️ Finality: %s in set %d", "voting" if self.is_voter else "observing",
+                     self.voter_set.set_id)
 
     # ------------------------------------------------------------------ chain helpers
 

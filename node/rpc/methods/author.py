@@ -1,21 +1,20 @@
 """``author_*``: submitting and watching transactions, and the node's keystore.
 
 Substrate's methods, error codes (1010–1016) and transaction statuses
-(docs/rpc.md, "author_*"). The keystore methods are unsafe: served only with
-``--rpc-methods unsafe``.
+(docs/rpc.md, "author_*"). The keystore methods work on the running node's keystore
+(:class:`node.keystore.Keystore`), so a key inserted is used at once; they are unsafe:
+served only with ``--rpc-methods unsafe`` or ``--unsafe-rpc-external``. No answer holds
+more of a key than its public part.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from client.api import (
+    INTERNAL_ERROR,
     POOL_ALREADY_IMPORTED,
     POOL_IMMEDIATELY_DROPPED,
     POOL_INVALID_TX,
@@ -23,8 +22,10 @@ from client.api import (
     POOL_TOO_LOW_PRIORITY,
     RpcError,
 )
+from client.keys import InvalidPhrase, InvalidSecretUri, keypair_from_suri
+from node.keystore import KEY_TYPES, SESSION_KEY_TYPES, Keystore, KeystoreError
 from node.rpc import invalid_params, response_too_big
-from node.rpc.protocol import MethodTable, Notify, Session, p_account, p_extrinsic
+from node.rpc.protocol import MethodTable, Notify, Session, p_account, p_bytes, p_extrinsic
 from node.txpool import (
     LIMIT_REFUSALS,
     AlreadyImported,
@@ -33,8 +34,8 @@ from node.txpool import (
     TemporarilyBanned,
     TooLowPriority,
 )
-from runtime.codec import from_hex0x, hex0x
-from runtime.crypto import Keypair, blake2_256, dev_keypair
+from runtime.codec import hex0x
+from runtime.crypto import Keypair, blake2_256
 
 if TYPE_CHECKING:
     from node.core import NodeCore
@@ -43,7 +44,6 @@ METHODS = MethodTable()
 
 # A watched transaction's last status: its subscription ends after sending it.
 TERMINAL_TX_STATUSES = frozenset({"finalized", "dropped", "invalid", "usurped"})
-KEY_TYPES = ("aura", "gran")
 
 
 def pool_error(e: PoolError) -> RpcError:
@@ -172,57 +172,68 @@ async def author_pendingExtrinsics(s: Session) -> list[str]:
 # The keystore (unsafe)
 
 
-def _key_file(node: NodeCore, key_type: str, public: bytes) -> Path:
-    """Substrate's keystore file name: the key type's and the public key's hex."""
-    return Path(node.config.base_path) / "keystore" / (key_type.encode().hex() + public.hex())
+def _keystore(s: Session) -> Keystore:
+    return s.node.config.keystore
 
 
 def _key_from_suri(suri: Any) -> Keypair:
-    """The key of a secret URI: ``0x`` + a 32-byte seed, or a dev account's ``//Alice``."""
+    """The key a secret URI names (:func:`client.keys.keypair_from_suri`); the error never
+    quotes the suri (a wrong word of a phrase is part of a secret)."""
     if not isinstance(suri, str):
-        raise invalid_params("suri must be a string: 0x + a 32-byte seed, or //Alice … //Ferdie")
+        raise invalid_params("suri must be a string: a secret phrase (optionally "
+                             "\"<phrase>///password\"), 0x + a 32-byte seed, or //Alice … //Ferdie")
     try:
-        if suri.startswith("//"):
-            return dev_keypair(suri[2:])
-        return Keypair.from_seed(from_hex0x(suri, 32))
-    except ValueError as e:
-        raise invalid_params(f"suri: {e}") from None
+        return keypair_from_suri(suri)
+    except InvalidPhrase:
+        raise invalid_params("suri is not a valid secret phrase: a word, the number of words "
+                             "or the checksum is wrong") from None
+    except InvalidSecretUri:
+        raise invalid_params("suri is not a secret URI: a secret phrase, 0x + a 32-byte seed, "
+                             "or //Alice … //Ferdie") from None
 
 
-def _store_key(node: NodeCore, key_type: str, key: Keypair, suri: str) -> None:
-    """Write ``suri`` to the keystore file of ``key`` (readable by the node's user only)."""
-    path = _key_file(node, key_type, key.public)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(suri, f)
+def keystore_error(e: KeystoreError) -> RpcError:
+    """A keystore that could not do what was asked (its message names no secret)."""
+    return RpcError(INTERNAL_ERROR, "Keystore error", f"{type(e).__name__}: {e}")
 
 
 @METHODS.rpc(safe=False)
 async def author_insertKey(s: Session, keyType: Any, suri: Any, publicKey: Any) -> None:  # noqa: N803
-    """Put a key into the node's keystore (``<base path>/keystore``). Unsafe."""
+    """Put the key of ``suri`` into the node's keystore as a ``keyType`` key; a validator
+    signs with it from its next slot or finality step. Unsafe."""
     key_type = p_key_type(keyType)
     key = _key_from_suri(suri)
     if p_account(publicKey, "publicKey") != key.public:
         raise invalid_params("publicKey does not belong to the suri's key")
-    _store_key(s.node, key_type, key, suri)
+    try:  # a sealed key file costs argon2id's ~0.2 s: off the event loop
+        await trio.to_thread.run_sync(_keystore(s).insert, key_type, key)
+    except KeystoreError as e:
+        raise keystore_error(e) from None
     return None
 
 
 @METHODS.rpc(safe=False)
 async def author_rotateKeys(s: Session) -> str:
-    """Generate a new authoring key in the keystore; returns its public key. Unsafe."""
-    key = Keypair.from_seed(secrets.token_bytes(32))
-    _store_key(s.node, "aura", key, hex0x(key.seed))
+    """Generate a new key in the keystore, as both its aura and its gran key; returns its
+    public key (Substrate returns the concatenated session keys: ours is the one key). Unsafe."""
+    try:
+        key = await trio.to_thread.run_sync(_keystore(s).generate, *SESSION_KEY_TYPES)
+    except KeystoreError as e:
+        raise keystore_error(e) from None
     return hex0x(key.public)
 
 
 @METHODS.rpc(safe=False)
 async def author_hasKey(s: Session, publicKey: Any, keyType: Any) -> bool:  # noqa: N803
-    """Whether the node holds the secret of this key (its authority key or the keystore). Unsafe."""
+    """Whether the node's keystore holds the ``keyType`` key of ``publicKey``. Unsafe."""
     public = p_account(publicKey, "publicKey")
-    key_type = p_key_type(keyType)
-    authority = s.node.config.authority
-    if authority is not None and authority.public == public:
-        return True
-    return _key_file(s.node, key_type, public).exists()
+    return _keystore(s).has(p_key_type(keyType), public)
+
+
+@METHODS.rpc(safe=False)
+async def author_hasSessionKeys(s: Session, sessionKeys: Any) -> bool:  # noqa: N803
+    """Whether the keystore holds every key of ``sessionKeys`` (what ``author_rotateKeys``
+    returned: one public key, needed as both the aura and the gran key). Unsafe."""
+    public = p_bytes(sessionKeys, "sessionKeys", 32)
+    keystore = _keystore(s)
+    return all(keystore.has(key_type, public) for key_type in SESSION_KEY_TYPES)

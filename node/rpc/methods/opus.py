@@ -13,27 +13,31 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from client.api import header_to_json, to_json
-from node.chain import indexes
+from client.api import address_of, header_to_json, to_json
+from node.chain import indexes, similar
 from node.rpc import invalid_params
 from node.rpc.protocol import (
     MethodTable,
     Session,
     p_account,
     p_block,
+    p_bytes,
+    p_extrinsic,
     p_hash,
     p_options,
     p_page,
     p_uint,
 )
-from runtime import codec
+from runtime import codec, executive
 from runtime.codec import hex0x
 from runtime.crypto import encode_address
+from runtime.extrinsic import Extrinsic, decode_extrinsic
 from runtime.modules import licensing, provenance, system, usage
-from runtime.support import EventRecord, StorageMap
+from runtime.state import Overlay
+from runtime.support import Env, EventRecord, StorageMap
 
 if TYPE_CHECKING:
-    from node.chain.store import ChainStore
+    from node.chain.store import ChainStore, IndexCursor
 
 METHODS = MethodTable()
 
@@ -97,6 +101,183 @@ async def opus_getWorkByContentHash(s: Session, contentHash: Any) -> dict[str, A
     state = s.node.store.best_state()
     work_id = provenance.work_by_content.get(state, p_hash(contentHash, "contentHash"))
     return None if work_id is None else _work(state, work_id)
+
+
+# At most this many content hashes in one opus_getWorksByContentHashes call: a ~140 KB request
+# (the default limit is 1 MiB), and even if every hash is a work whose cheapest terms have the
+# longest legal URI, all escapes (~3.9 KB an entry), the answer (~8 MB) stays under the 10 MiB
+# default response limit.
+MAX_CONTENT_HASHES = 2048
+# opus_getWorksByContentHashes lets the node author and import between this many lookups.
+LOOKUPS_PER_CHECKPOINT = 256
+
+
+@METHODS.rpc()
+async def opus_getWorksByContentHashes(s: Session, contentHashes: Any,  # noqa: N803
+                                       options: Any = None) -> dict[str, Any]:
+    """Many content hashes at once, for a dataset audit: ``{blockHash, blockNumber, works}``,
+    ``works`` holding one entry per hash, in order (null if not registered).
+
+    ``options`` ``{at?, licensee?}``: the block to answer at (default: the best block) and an
+    account whose licenses to look for. Each hash is a few key lookups (docs/rpc.md):
+    ``work_by_content``, the work, its terms (the ``terms_by_work`` index) and the licenses
+    the licensee holds on it (``licenses_by_holder`` ∩ ``licenses_by_work``).
+    """
+    hashes = _content_hashes(contentHashes)
+    opts = p_options(options, "options", ("at", "licensee"))
+    block_hash = p_block(s, opts.get("at"), "at")
+    licensee = p_account(opts["licensee"], "licensee") if "licensee" in opts else None
+    store = s.node.store
+    header = store.header(block_hash)
+    assert header is not None
+    state = store.state_at(block_hash, cache_reads=False)  # (the node's hot keys stay)
+    works: list[dict[str, Any] | None] = []
+    with store.index_cursor() as index:
+        for i, content_hash in enumerate(hashes):
+            if i and i % LOOKUPS_PER_CHECKPOINT == 0:
+                await trio.lowlevel.checkpoint()  # a long call must not hold up the node
+            work_id = provenance.work_by_content.get(state, content_hash)
+            works.append(None if work_id is None else
+                         _audited_work(index, state, header.number + 1, work_id, licensee))
+    return {"blockHash": hex0x(block_hash), "blockNumber": header.number, "works": works}
+
+
+def _content_hashes(value: Any) -> list[bytes]:
+    """The ``contentHashes`` param: an array of at most MAX_CONTENT_HASHES hashes."""
+    if not isinstance(value, list):
+        raise invalid_params("contentHashes must be an array of 0x-hex SHA-256 hashes")
+    if len(value) > MAX_CONTENT_HASHES:
+        raise invalid_params(f"contentHashes: at most {MAX_CONTENT_HASHES} hashes a call, "
+                             f"got {len(value)}")
+    return [p_hash(h, f"contentHashes[{i}]") for i, h in enumerate(value)]
+
+
+def _audited_work(index: IndexCursor, state: Any, next_block: int, work_id: int,
+                  licensee: bytes | None) -> dict[str, Any] | None:
+    """What an audit needs of a registered work: its owner, its live terms and the
+    cheapest of them that allow AI training, and the licensee's license for training."""
+    work = provenance.works.get(state, work_id)
+    if work is None:  # the index of work_by_content points at a work: never happens
+        return None
+    live = [t for t in _work_terms(index, state, work_id) if _terms_live(t)]
+    training = [t for t in live if t.ai_training != licensing.AiUse.NOT_ALLOWED]
+    cheapest = min(training, key=_cheapness, default=None)
+    entry: dict[str, Any] = {
+        "workId": work_id,
+        "owner": address_of(work.owner),
+        "kind": work.kind.value,
+        "registeredAt": work.registered_at,
+        "liveTerms": len(live),
+        "trainingTerms": None if cheapest is None else to_json(cheapest),
+    }
+    if licensee is not None:
+        entry["trainingLicense"] = _training_license(index, state, next_block, work_id,
+                                                     licensee)
+    return entry
+
+
+def _work_terms(index: IndexCursor, state: Any, work_id: int) -> list[licensing.Terms]:
+    """The terms offered on a work as of ``state`` (the index is the best chain's: terms
+    offered after that block are not in its state, and are left out)."""
+    prefix = indexes.terms_by_work.prefix + work_id.to_bytes(8, "big")
+    found = (licensing.terms.get(state, int.from_bytes(key[len(prefix):], "big"))
+             for key in index.keys(prefix))
+    return [t for t in found if t is not None]
+
+
+def _terms_live(t: licensing.Terms) -> bool:
+    """Whether a license can be acquired under these terms: not retired, not sold out
+    (``licensing.acquire_license``'s checks)."""
+    sold_out = (t.max_supply and t.minted >= t.max_supply) or t.minted >= licensing.U32_MAX
+    return not t.retired and not sold_out
+
+
+def _cheapness(t: licensing.Terms) -> tuple[int, int, int, int]:
+    """The order "cheapest" means: the lowest fee, then AI training allowed before
+    constrained, then the lowest royalty share, then the oldest terms."""
+    return (t.minting_fee, -licensing.AI_RANK[t.ai_training], t.commercial_rev_share, t.id)
+
+
+def _training_license(index: IndexCursor, state: Any, next_block: int, work_id: int,
+                      licensee: bytes) -> int | None:
+    """The id of the first license on the work that ``licensee`` holds, live in
+    ``next_block``, whose terms allow AI training; None if there is none."""
+    by_work = indexes.licenses_by_work.prefix + work_id.to_bytes(8, "big")
+    by_holder = indexes.licenses_by_holder.prefix + licensee
+    for license_id in _common_ids(index, by_work, by_holder):
+        lic = licensing.licenses.get(state, license_id)
+        if lic is None or lic.licensee != licensee or not licensing.is_live(lic, next_block):
+            continue
+        found = licensing.terms.get(state, lic.terms_id)
+        if found is not None and found.ai_training != licensing.AiUse.NOT_ALLOWED:
+            return license_id
+    return None
+
+
+def _common_ids(index: IndexCursor, prefix_a: bytes, prefix_b: bytes) -> Iterator[int]:
+    """The ids under both index prefixes (keys ``prefix ++ be64(id)``), in order.
+
+    A leapfrog join: each side seeks to the other's id, so the cost follows the smaller
+    side (a work's few licenses, or a licensee's few), never a scan of the larger one.
+    """
+    a = _first_id(index, prefix_a, 0)
+    while a is not None:
+        b = _first_id(index, prefix_b, a)
+        if b is None:
+            return
+        if b == a:
+            yield a
+            b += 1
+        a = _first_id(index, prefix_a, b)
+
+
+def _first_id(index: IndexCursor, prefix: bytes, start: int) -> int | None:
+    """The first id at or after ``start`` under an index prefix, or None."""
+    if start > licensing.U64_MAX:
+        return None
+    key = index.first_key(prefix, start.to_bytes(8, "big"))
+    return None if key is None else int.from_bytes(key[len(prefix):len(prefix) + 8], "big")
+
+
+# At most this many works in an opus_findSimilarWorks answer (the nearest ones).
+MAX_SIMILAR_WORKS = 100
+
+
+@METHODS.rpc()
+async def opus_findSimilarWorks(s: Session, fingerprint: Any, maxDistance: Any,  # noqa: N803
+                                at: Any = None) -> dict[str, Any]:
+    """The works whose PDQ fingerprint (soft binding) is within ``maxDistance`` bits of
+    ``fingerprint``: ``{blockHash, blockNumber, works: [{workId, distance, …}], candidates,
+    complete}``, nearest first, at most MAX_SIMILAR_WORKS. Multi-index hashing over the
+    node-side index (:mod:`node.chain.similar`), never a scan."""
+    value = p_bytes(fingerprint, "fingerprint", similar.FINGERPRINT_BYTES)
+    distance = p_uint(maxDistance, "maxDistance", similar.MAX_DISTANCE)
+    block_hash = p_block(s, at, "at")
+    store = s.node.store
+    header = store.header(block_hash)
+    assert header is not None
+    with store.index_cursor() as index:
+        found, candidates, complete = similar.search(index, value, distance)
+    # The index is the best chain's: a work it names that the state at ``at`` lacks was
+    # registered after ``at`` (or on another branch), and is left out.
+    state = store.state_at(block_hash)
+    works: list[dict[str, Any]] = []
+    for d, work_id, _ in found:
+        work = provenance.works.get(state, work_id)
+        if work is None:
+            continue
+        works.append({"workId": work_id, "distance": d, "owner": address_of(work.owner),
+                      "title": work.title, "kind": work.kind.value,
+                      "contentHash": hex0x(work.content_hash),
+                      "registeredAt": work.registered_at,
+                      "fingerprint": hex0x(work.soft_binding.value)
+                      if work.soft_binding is not None else None,
+                      "quality": work.soft_binding.quality
+                      if work.soft_binding is not None else None})
+        if len(works) >= MAX_SIMILAR_WORKS:
+            break
+    return {"blockHash": hex0x(block_hash), "blockNumber": header.number, "works": works,
+            "candidates": candidates, "complete": complete}
 
 
 @METHODS.rpc(object_param=True)
@@ -378,3 +559,62 @@ async def opus_getEquivocations(s: Session) -> list[dict[str, Any]]:
         out.append({"slot": record.get("slot"), "author": author,
                     "blocks": ["0x" + h for h in record.get("blocks", [])]})
     return out
+
+
+# ---------------------------------------------------------------------------
+# Dry runs
+
+MAX_DRY_RUN = 256  # extrinsics one opus_dryRun may apply
+DRY_RUNS_PER_CHECKPOINT = 16  # opus_dryRun lets the node author and import between these
+
+
+@METHODS.rpc()
+async def opus_dryRun(s: Session, extrinsics: Any) -> list[dict[str, Any]]:
+    """Apply signed extrinsics, in order, to a scratch copy of the best state as the next
+    block would (each one sees the previous ones' effects), keep nothing, and return each
+    one's outcome: ``{valid: false, error, detail}`` if it may not enter a block (e.g.
+    ``CannotPayFee``, ``FutureNonce``), else ``{valid: true, success, error?, detail?, fee}``
+    (its call's named error, e.g. ``licensing.SupplySoldOut``, and the fee it would pay).
+
+    At most MAX_DRY_RUN extrinsics whose weights add up to at most a block's: a dry run
+    costs the node no more than importing one block, and is free to the caller."""
+    if not isinstance(extrinsics, list) or len(extrinsics) > MAX_DRY_RUN:
+        raise invalid_params(f"extrinsics must be an array of at most {MAX_DRY_RUN} 0x-hex "
+                             "signed extrinsics")
+    decoded = [_decoded(p_extrinsic(e, f"extrinsics[{i}]")) for i, e in enumerate(extrinsics)]
+    weight = sum(executive.call_weight(ext) for _, ext in decoded if not isinstance(ext, str))
+    if weight > executive.MAX_BLOCK_WEIGHT:
+        raise invalid_params(f"the extrinsics weigh {weight}, more than a block's "
+                             f"{executive.MAX_BLOCK_WEIGHT}: dry-run fewer at a time")
+    node = s.node
+    env = executive.initialize_block(Overlay(node.store.best_state()), node.next_block_info())
+    outcomes = []
+    for index, (raw, ext) in enumerate(decoded):
+        if index and index % DRY_RUNS_PER_CHECKPOINT == 0:
+            await trio.lowlevel.checkpoint()
+        outcomes.append(_dry_run(env, raw, ext, index, node.genesis.hash))
+    return outcomes
+
+
+def _decoded(raw: bytes) -> tuple[bytes, Extrinsic | str]:
+    """An extrinsic's bytes and the extrinsic, or why they do not decode."""
+    try:
+        return raw, decode_extrinsic(raw)
+    except codec.DecodeError as e:
+        return raw, str(e)[:512]
+
+
+def _dry_run(env: Env, raw: bytes, ext: Extrinsic | str, index: int, genesis_hash: bytes
+             ) -> dict[str, Any]:
+    """One extrinsic applied in ``env`` (see :func:`opus_dryRun`)."""
+    if isinstance(ext, str):
+        return {"valid": False, "error": "Malformed", "detail": ext}
+    mark = env.events.mark()
+    try:
+        outcome = executive.apply_extrinsic(env, ext, len(raw), index, genesis_hash)
+    except executive.InvalidTransaction as e:
+        return {"valid": False, "error": e.error_name(), "detail": str(e)[:512]}
+    failed = [r.event for r in env.events[mark[0]:]
+              if isinstance(r.event, system.ExtrinsicFailed)]
+    return {"valid": True, "success": outcome.error is None, "error": outcome.error,
+            "detail": failed[0].detail if failed else None, "fee": str(outcome.fee)}

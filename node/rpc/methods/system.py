@@ -62,8 +62,8 @@ async def system_properties(s: Session) -> dict[str, Any]:
 
 @METHODS.rpc()
 async def system_nodeRoles(s: Session) -> list[str]:
-    """``["Authority"]`` if the node has an authority key, else ``["Full"]``."""
-    return ["Authority" if s.node.config.authority is not None else "Full"]
+    """``["Authority"]`` on a validator (``--validator``, ``--alice`` …), else ``["Full"]``."""
+    return ["Authority" if s.node.config.validator else "Full"]
 
 
 @METHODS.rpc()
