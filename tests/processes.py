@@ -85,6 +85,27 @@ def opus_dev(log_path: Path, *, startup_timeout: float = 30.0, stop_timeout: flo
                 proc.wait()
 
 
+def wait_until(condition: Callable[[], bool], timeout: float, what: str,
+               failure: Callable[[], str | None] = lambda: None, interval: float = 0.3,
+               describe: Callable[[], str] = lambda: "") -> None:
+    """Poll ``condition`` until it holds (an RPC not answering yet counts as not yet); fail
+    the test when ``failure`` names one (a process that exited, …) or after ``timeout``,
+    with what ``describe`` tells (log tails)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        failed = failure()
+        if failed:
+            pytest.fail(failed)
+        try:
+            if condition():
+                return
+        except RPC_NOT_READY:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}:\n{describe()}")
+        time.sleep(interval)
+
+
 class NodeProcess:
     """A real ``opus`` process started with ``argv`` on free ports, its log in ``log_path``."""
 

@@ -267,3 +267,17 @@ def derive(
         terms_id = offer(chain, owner, parent, commercial_rev_share=rev_share)
         links.append((parent, acquire(chain, key, terms_id)))
     return register(chain, key, work_args(content, creators, tuple(links), owner=key))
+
+
+def offer_terms(work_id: int, ai: licensing.AiUse, fee: int, **changes: Any
+                ) -> licensing.OfferTerms:
+    """``offer_terms`` arguments with every right off but AI training ``ai`` at ``fee``;
+    ``changes`` overrides any field."""
+    fields: dict[str, Any] = dict(
+        work_id=work_id, transferable=False, commercial_use=False, commercial_attribution=False,
+        commercial_rev_share=0, derivatives_allowed=False, derivatives_attribution=False,
+        derivatives_approval=False, derivatives_reciprocal=False, ai_training=ai,
+        ai_inference=licensing.AiUse.NOT_ALLOWED, minting_fee=fee, expiry_blocks=0,
+        max_supply=0, legal_uri="", legal_hash=None)
+    fields.update(changes)
+    return licensing.OfferTerms(**fields)

@@ -250,17 +250,7 @@ class IndexCursor:
 
     def keys(self, prefix: bytes) -> list[bytes]:
         """Every index key that starts with ``prefix``, in order."""
-        raw = self._raw
-        whole = INDEX + prefix
-        raw.seek(whole)
-        found = []
-        while raw.valid():
-            key: bytes = raw.key()
-            if not key.startswith(whole):
-                break
-            found.append(key[len(INDEX):])
-            raw.next()
-        return found
+        return [key for key, _ in self.items(prefix)]
 
     def items(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
         """Every index entry (key, value) whose key starts with ``prefix``, in order."""

@@ -67,19 +67,13 @@ class SigningKeys:
         return None
 
     async def find(self, publics: Iterable[bytes]) -> Keypair | None:
-        """:meth:`find_now`, the key opened on a worker thread (the event loop runs on)."""
-        self.unusable = False
-        for public in publics:
-            if not self.source.has(self.key_type, public):
-                continue
-            try:
-                key = await trio.to_thread.run_sync(self.source.key, self.key_type, public)
-            except KeystoreError as e:
-                self._report(public, e)
-                continue
-            if key is not None:
-                return self._using(key)
-        return None
+        """:meth:`find_now`, the keys opened on a worker thread (the event loop runs on);
+        no thread when the source holds none of them (most slots of most validators)."""
+        held = [public for public in publics if self.source.has(self.key_type, public)]
+        if not held:
+            self.unusable = False
+            return None
+        return await trio.to_thread.run_sync(self.find_now, held)
 
     def _using(self, key: Keypair) -> Keypair:
         if self.current is None or self.current.public != key.public:

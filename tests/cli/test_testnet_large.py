@@ -11,13 +11,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import processes
 import pytest
-from processes import ROOT, RPC_NOT_READY, rpc_call
+from processes import ROOT, rpc_call
 
 from node.cli.testnet import default_slot_ms, startup_timeout
 from runtime import codec
@@ -64,17 +64,12 @@ def launcher(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str,
                proc: subprocess.Popen[bytes], out: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        assert proc.poll() is None, f"the launcher exited:\n{out.read_text()}"
-        try:
-            if condition():
-                return
-        except RPC_NOT_READY:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}:\n{out.read_text()[-3000:]}")
-        time.sleep(1.0)
+    """:func:`processes.wait_until`, failing with the launcher's output if it exited."""
+    def exited() -> str | None:
+        return None if proc.poll() is None else f"the launcher exited:\n{out.read_text()}"
+
+    processes.wait_until(condition, timeout, what, exited, interval=1.0,
+                         describe=lambda: out.read_text()[-3000:])
 
 
 def finalized(port: int) -> int:

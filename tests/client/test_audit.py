@@ -17,8 +17,6 @@ previous one untouched); and a partial report after Ctrl-C.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import signal
@@ -35,12 +33,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from cli_runner import Result, run_opus
 from processes import ROOT, opus_dev, rpc_call
+from runtime_helpers import offer_terms
 
 from client import OpusClient, Receipt
 from client.audit.classify import AuditRow, Status
 from client.audit.report import read_csv_report, read_json_report, read_parquet_report
-from node import cli
 from runtime.codec import Struct, hex0x
 from runtime.crypto import Keypair, dev_keypair, sha256
 from runtime.modules import licensing, provenance
@@ -64,15 +63,7 @@ EXIT_TIMEOUT_S = 60
 # The chain
 
 
-def offer(work_id: int, ai: AiUse, fee: int, **changes: Any) -> licensing.OfferTerms:
-    fields: dict[str, Any] = dict(
-        work_id=work_id, transferable=False, commercial_use=False, commercial_attribution=False,
-        commercial_rev_share=0, derivatives_allowed=False, derivatives_attribution=False,
-        derivatives_approval=False, derivatives_reciprocal=False, ai_training=ai,
-        ai_inference=AiUse.NOT_ALLOWED, minting_fee=fee, expiry_blocks=0, max_supply=0,
-        legal_uri="", legal_hash=None)
-    fields.update(changes)
-    return licensing.OfferTerms(**fields)
+offer = offer_terms
 
 
 # What each file is: its owner, and the terms offered on it (None: not registered).
@@ -228,22 +219,7 @@ def write_shards(chain: Chain, folder: Path, shards: int = 2) -> None:
                        row_group_size=7)
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-def opus(*argv: str) -> Result:
-    """``opus ARGV…`` in this process (main thread), its output captured."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.dispatch(cli.build_parser().parse_args(list(argv)))
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
-    return Result(code, out.getvalue(), err.getvalue())
+opus = run_opus
 
 
 def audit(chain: Chain, *argv: str) -> Result:

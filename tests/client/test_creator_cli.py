@@ -9,9 +9,7 @@ runs the whole creator story with real processes: ``opus --dev`` and one
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import json
 import os
 import stat
@@ -23,11 +21,11 @@ from typing import Any
 
 import pytest
 import trio
+from cli_runner import Result, run_opus
 from processes import ROOT, free_port, opus_dev
 from untrusted import HOSTILE, HOSTILE_SHOWN, dangers
 
 from genesis import build_genesis, dev_spec
-from node import cli
 from node.chain.store import ChainStore
 from node.service import Node, NodeConfig
 from runtime.crypto import dev_keypair, sha256
@@ -52,28 +50,6 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
             nursery.cancel_scope.cancel()
 
 
-@dataclasses.dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-def _run_cli(argv: list[str]) -> Result:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            # What cli.main does, minus installing a signal handler (this is a worker thread).
-            args = cli.build_parser().parse_args(argv)
-            code = cli.dispatch(args)
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
-    return Result(code, out.getvalue(), err.getvalue())
-
-
 class Opus:
     """Runs ``opus`` commands against one node, in a worker thread."""
 
@@ -82,7 +58,7 @@ class Opus:
 
     async def __call__(self, *argv: str, rpc: bool = True) -> Result:
         args = list(argv) + ([RPC_FLAG, self.rpc] if rpc else [])
-        result = await trio.to_thread.run_sync(_run_cli, args)
+        result = await trio.to_thread.run_sync(run_opus, *args)
         assert "Traceback" not in result.err, result.err
         return result
 
@@ -371,10 +347,10 @@ async def test_text_from_the_chain_is_shown_escaped(node: Node, tmp_path: Path) 
 async def test_rpc_url_spellings(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
     rpc = f"http://127.0.0.1:{node.config.rpc_port}"
     for argv in (["--rpc", rpc], ["--rpc-url", rpc], [f"--rpc={rpc}"]):
-        result = await trio.to_thread.run_sync(_run_cli, ["account", "show", "alice", *argv])
+        result = await trio.to_thread.run_sync(run_opus, "account", "show", "alice", *argv)
         assert result.code == 0 and ALICE.address in result.out, result.err
     monkeypatch.setenv("OPUS_RPC", rpc)  # the default when no flag is given
-    result = await trio.to_thread.run_sync(_run_cli, ["account", "show", "alice"])
+    result = await trio.to_thread.run_sync(run_opus, "account", "show", "alice")
     assert result.code == 0 and ALICE.address in result.out, result.err
 
 

@@ -12,8 +12,6 @@ by name.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import urllib.request
 from collections.abc import Iterator
@@ -23,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_runner import run_opus
 from processes import opus_dev, rpc_call
 
 from bench.near_duplicates import OTHERS, PHOTOS, VARIANTS, write_photo, write_variants
@@ -36,7 +35,6 @@ from client.fingerprint import (
     pdq_of_file,
     query_fingerprints,
 )
-from node import cli
 from runtime.crypto import dev_keypair, sha256
 from runtime.modules import licensing
 from runtime.modules.licensing import AiUse
@@ -124,22 +122,7 @@ class Node:
     work_id: int
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-def opus(*argv: str) -> Result:
-    """``opus ARGV…`` in this process (main thread), its output captured."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.dispatch(cli.build_parser().parse_args(list(argv)))
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
-    return Result(code, out.getvalue(), err.getvalue())
+opus = run_opus
 
 
 @pytest.fixture(scope="module")

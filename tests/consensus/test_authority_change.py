@@ -20,14 +20,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import processes
 import pytest
-from processes import ROOT, RPC_NOT_READY, NodeProcess, free_port
+from processes import ROOT, NodeProcess, free_port
 
 from client.keys import keypair_from_phrase
 from node import nodekey
@@ -51,21 +51,17 @@ def opus(*argv: str | Path) -> subprocess.CompletedProcess[str]:
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str,
                nodes: dict[str, NodeProcess]) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        for name, node in nodes.items():
-            if node.proc.poll() is not None:
-                pytest.fail(f"{name} exited ({node.proc.returncode}):\n{node.log[-3000:]}")
-        try:
-            if condition():
-                return
-        except RPC_NOT_READY:
-            pass
-        if time.monotonic() > deadline:
-            state = "\n".join(f"--- {n}\n" + "\n".join(node.log.splitlines()[-8:])
-                              for n, node in nodes.items())
-            pytest.fail(f"timed out waiting for {what}:\n{state}")
-        time.sleep(0.3)
+    """:func:`processes.wait_until`, failing with the log of a node that exited."""
+    def exited() -> str | None:
+        return next((f"{name} exited ({node.proc.returncode}) waiting for {what}:\n"
+                     f"{node.log[-3000:]}" for name, node in nodes.items()
+                     if node.proc.poll() is not None), None)
+
+    def tails() -> str:
+        return "\n".join(f"--- {n}\n" + "\n".join(node.log.splitlines()[-8:])
+                         for n, node in nodes.items())
+
+    processes.wait_until(condition, timeout, what, exited, describe=tails)
 
 
 def finalized(node: NodeProcess) -> int:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,20 +26,6 @@ from node.chain.store import ChainStore
 
 pytestmark = pytest.mark.slow
 
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
-    started: list[NodeProcess] = []
-
-    def start(*argv: str) -> NodeProcess:
-        node = NodeProcess(list(argv), tmp_path / f"node-{len(started)}.log")
-        started.append(node)
-        return node
-
-    yield start
-    for node in started:
-        node.kill()
 
 
 def opus(*argv: str) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ import stat
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +30,6 @@ pytestmark = pytest.mark.slow
 
 SLOT_MS = 1000
 PASSWORD = "keystore password 5c1e"
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
-    started: list[NodeProcess] = []
-
-    def start(*argv: str) -> NodeProcess:
-        node = NodeProcess(list(argv), tmp_path / f"node-{len(started)}.log")
-        started.append(node)
-        return node
-
-    yield start
-    for node in started:
-        node.kill()
 
 
 def opus(*argv: str | Path) -> subprocess.CompletedProcess[str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from runtime_helpers import offer_terms
 from test_rpc import (
     ALICE,
     BOB,
@@ -40,14 +41,9 @@ FILES = {name: f"the {name} work".encode() for name in (
 
 
 def offer(work_id: int, ai: AiUse, fee: int, **changes: Any) -> licensing.OfferTerms:
-    fields: dict[str, Any] = dict(
-        work_id=work_id, transferable=False, commercial_use=False, commercial_attribution=False,
-        commercial_rev_share=0, derivatives_allowed=False, derivatives_attribution=False,
-        derivatives_approval=False, derivatives_reciprocal=False, ai_training=ai,
-        ai_inference=AiUse.NOT_ALLOWED, minting_fee=fee, expiry_blocks=0, max_supply=0,
-        legal_uri="ipfs://terms" if ai == AiUse.CONSTRAINED else "", legal_hash=None)
-    fields.update(changes)
-    return licensing.OfferTerms(**fields)
+    """Terms whose constrained AI use points at its legal text."""
+    legal_uri = "ipfs://terms" if ai == AiUse.CONSTRAINED else ""
+    return offer_terms(work_id, ai, fee, **{"legal_uri": legal_uri, **changes})
 
 
 def in_blocks(client: OpusClient, calls: list[tuple[Keypair, Struct]]) -> list[Receipt]:
