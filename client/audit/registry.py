@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -378,6 +379,14 @@ def audit_shard(shard: str, registry: str, *, root: str | None = None,
     return [row for rows in audit_manifest(manifest, lookup) for row in rows]
 
 
+def _audit_shard_pickled(shard: str, registry: str, **options: Any) -> bytes:
+    """:func:`audit_shard`'s rows as one pickle. Dask serializes a list of results item by
+    item, 4 times slower than one pickle of it (measured: 13 s against 3.3 s for 250,000
+    rows); the bytes travel as they are. (Dask pickles tasks and results anyway: the
+    workers are trusted as much as with any Dask result.)"""
+    return pickle.dumps(audit_shard(shard, registry, **options), protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def dask_audit(scheduler: Any, manifest: Manifest, registry: Path | str, *,
                stopped: Callable[[], bool] = lambda: False, in_flight: int | None = None
                ) -> Iterator[list[AuditRow]]:
@@ -398,16 +407,16 @@ def dask_audit(scheduler: Any, manifest: Manifest, registry: Path | str, *,
             if stopped():
                 return
             pending.append(scheduler.submit(
-                audit_shard, str(path), str(registry), root=root,
+                _audit_shard_pickled, str(path), str(registry), root=root,
                 hash_column=manifest.hash_column,
                 id_column=manifest.id_column if manifest.id_given else None,
                 pure=False))
             if len(pending) >= window:
-                yield pending.popleft().result()
+                yield pickle.loads(pending.popleft().result())
         while pending:
             if stopped():
                 return
-            yield pending.popleft().result()
+            yield pickle.loads(pending.popleft().result())
         manifest.finished = True
     finally:
         for future in pending:

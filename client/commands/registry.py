@@ -56,9 +56,10 @@ def export(ctx: Context) -> int:
         info = export_registry(a.rpc, out, at=at, licensee=a.licensee, progress=progress)
     finally:
         bar.close()
-    data: dict[str, Any] = info.to_json() | {"out": str(out)}
+    size = out.stat().st_size
+    data: dict[str, Any] = info.to_json() | {"out": str(out), "bytes": size}
     lines = [f"Exported {info.works:,} works as of block #{info.block_number} "
-             f"{info.block_hash} to {out}",
+             f"{info.block_hash} to {out} ({size / 2**20:,.1f} MiB)",
              f"  chain (genesis)         {info.genesis_hash}"]
     if info.licensee:
         lines.append(f"  licensee                {info.licensee}")

@@ -255,7 +255,7 @@ MAX_EXPORT_PAGE = 2048
 
 
 @METHODS.rpc(object_param=True)
-async def opus_exportRegistry(s: Session, query: Any = None) -> dict[str, Any]:
+async def opus_exportRegistry(s: Session, query: Any) -> dict[str, Any]:
     """A page of the registry as of a block, for ``opus registry export``: ``{blockHash,
     blockNumber, genesisHash, total, works, next}``, ``works`` the works with ids from
     ``start`` on (ids are 1, 2, … in order of registration), each what
