@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -48,6 +49,7 @@ import pyarrow.parquet as pq
 from client.audit.classify import AuditRow, Offer, Registered, audit_rows
 from client.audit.inputs import Manifest, open_manifest, open_shard
 from client.errors import ClientError
+from client.fingerprint import Fingerprint
 from client.rpc import OpusClient
 
 __all__ = ["FORMAT", "METADATA_KEY", "SCHEMA", "Registry", "RegistryError", "RegistryInfo",
@@ -57,6 +59,7 @@ FORMAT = "opus-registry/1"
 METADATA_KEY = b"opus-registry"
 PAGE_WORKS = 2048  # works a page of opus_exportRegistry (the node's most)
 PAGES_IN_FLIGHT = 4
+MAX_SIMILAR_WORKS = 100  # works a near-duplicate lookup answers, nearest first (the node's)
 ROWS_PER_GROUP = 64 * 1024  # rows the export writes at a time (a parquet row group)
 EXPORT_TIMEOUT_S = 120.0
 
@@ -257,6 +260,7 @@ class Registry:
         if len(self._row_of) != len(hashes):
             raise RegistryError(f"{path.name}: a content hash is in it twice (each is one "
                                 "work's: was the file edited?)")
+        self._pdq: tuple[list[int], list[str], np.ndarray[Any, np.dtype[np.uint8]]] | None = None
 
     def __call__(self, hashes: Sequence[str]) -> list[Registered | None]:
         row_of = self._row_of.get
@@ -268,6 +272,41 @@ class Registry:
         found = iter(_registered(r) for r in
                      self._table.take(pa.array(matched, pa.uint64())).to_pylist())
         return [None if row is None else next(found) for row in rows]
+
+    def near_duplicates(self, fingerprints: list[Fingerprint], max_distance: int
+                        ) -> list[dict[str, Any]]:
+        """The works whose PDQ fingerprint is within ``max_distance`` bits of any of an
+        image's query ``fingerprints``, each once at its least distance, nearest first
+        (then by id), at most :data:`MAX_SIMILAR_WORKS`: ``opus_findSimilarWorks``'
+        ``works`` (merged as :func:`client.fingerprint.find_near_duplicates` merges them:
+        ``workId``, ``distance``, ``contentHash``), computed over the registry's
+        fingerprints (every one: the node's lookup stops at 50,000 candidates, this one
+        does not)."""
+        work_ids, hashes, matrix = self._fingerprints()
+        if not len(work_ids):
+            return []
+        nearest: np.ndarray[Any, np.dtype[np.int64]] | None = None
+        for fingerprint in fingerprints:
+            query = np.frombuffer(fingerprint.value, dtype=np.uint8)
+            distance = np.bitwise_count(matrix ^ query).sum(axis=1, dtype=np.int64)
+            nearest = distance if nearest is None else np.minimum(nearest, distance)
+        assert nearest is not None
+        within = np.flatnonzero(nearest <= max_distance)
+        order = sorted(within.tolist(), key=lambda i: (int(nearest[i]), work_ids[i]))
+        return [{"workId": work_ids[i], "distance": int(nearest[i]),
+                 "contentHash": "0x" + hashes[i]} for i in order[:MAX_SIMILAR_WORKS]]
+
+    def _fingerprints(self) -> tuple[list[int], list[str], np.ndarray[Any, np.dtype[np.uint8]]]:
+        """The works with a fingerprint: their ids, content hashes and fingerprints (one
+        row of 32 bytes each), made on the first near-duplicate lookup."""
+        if self._pdq is None:
+            has = pc.is_valid(self._table.column("pdq"))
+            with_pdq = self._table.filter(has)
+            values: list[bytes] = with_pdq.column("pdq").to_pylist()
+            self._pdq = (with_pdq.column("work_id").to_pylist(),
+                         with_pdq.column("content_hash").to_pylist(),
+                         np.frombuffer(b"".join(values), dtype=np.uint8).reshape(-1, 32))
+        return self._pdq
 
     def check_licensee(self, licensee: str | None) -> None:
         """RegistryError unless ``licensee`` is the registry's (None: accept it)."""
@@ -356,10 +395,15 @@ def _registry_once(path: str) -> Registry:
 
 def audit_manifest(manifest: Manifest, lookup: Callable[[Sequence[str]],
                                                         Sequence[Registered | None]],
-                   stopped: Callable[[], bool] = lambda: False) -> Iterator[list[AuditRow]]:
-    """The report rows of an input, a chunk at a time, against a local lookup."""
+                   stopped: Callable[[], bool] = lambda: False, *,
+                   then: Callable[[list[AuditRow]], list[AuditRow]] | None = None
+                   ) -> Iterator[list[AuditRow]]:
+    """The report rows of an input, a chunk at a time, against a local lookup (``then``,
+    if given, applied to each chunk's rows: the near-duplicate lookups of
+    :mod:`client.audit.near`)."""
     for chunk in manifest.chunks(stopped):
-        yield audit_rows(list(zip(chunk.items, chunk.hashes, strict=True)), lookup)
+        rows = audit_rows(list(zip(chunk.items, chunk.hashes, strict=True)), lookup)
+        yield rows if then is None else then(rows)
 
 
 def audit_shard(shard: str, registry: str, *, root: str | None = None,

@@ -128,7 +128,8 @@ def audit(ctx: Context) -> int:
             info.complete = _run(ctx, manifest, at, licensee, summary, writer,
                                  info.near_max_distance)
         else:
-            info.complete = _run_local(ctx, manifest, registry, summary, writer)
+            info.complete = _run_local(ctx, manifest, registry, summary, writer,
+                                       info.near_max_distance)
     except BaseException:
         if writer is not None:
             writer.discard()
@@ -150,10 +151,6 @@ def _registry(ctx: Context, manifest: Manifest) -> Registry:
                            f"{registry.info.block_hash} (#{registry.info.block_number}); "
                            "export one at that block")
     registry.check_licensee(a.licensee)
-    if manifest.kind == "media" and not a.no_near_duplicates:
-        raise CreatorError("--registry matches items by content hash: near-duplicates of "
-                           "images are looked up on a node (drop --registry, or add "
-                           "--no-near-duplicates)")
     if a.dask and manifest.kind == "media":
         raise CreatorError("--dask maps the audit over files of rows (parquet shards, CSV, "
                            "JSON Lines), not over a folder of media files")
@@ -198,19 +195,23 @@ def _run(ctx: Context, manifest: Manifest, at: bytes, licensee: str | None, summ
 
 
 def _run_local(ctx: Context, manifest: Manifest, registry: Registry, summary: Summary,
-               writer: ReportWriter | None) -> bool:
+               writer: ReportWriter | None, near_max_distance: int | None) -> bool:
     """Audit every row (or, after Ctrl-C, the first ones) against ``registry``, in this
-    process or, with ``--dask``, on a Dask cluster; whether it was every row."""
+    process or, with ``--dask``, on a Dask cluster; whether it was every row. With
+    ``near_max_distance``, images are also looked up by fingerprint in the registry."""
     from tqdm import tqdm
 
+    from client.audit.near import NearDuplicates
     from client.audit.registry import audit_manifest
 
+    then = (None if near_max_distance is None
+            else NearDuplicates(manifest.path, registry, near_max_distance))
     bar = tqdm(total=manifest.total_rows, unit=" rows", unit_scale=True, file=sys.stderr,
                delay=PROGRESS_DELAY_S, disable=None, dynamic_ncols=True)
     try:
         with _Interrupt().installed() as stopped, _dask(ctx.args.dask) as scheduler:
             if scheduler is None:
-                batches = audit_manifest(manifest, registry, stopped)
+                batches = audit_manifest(manifest, registry, stopped, then=then)
             else:
                 from client.audit.registry import dask_audit
 

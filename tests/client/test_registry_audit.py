@@ -145,6 +145,9 @@ def test_a_dask_cluster_of_processes_gives_the_same_rows(chain: Chain, tmp_path:
     compare(rows, node_rows)
     compare([row for part in mapped for row in part], node_rows)
     assert meta["blockHash"] == at and meta["complete"] is True
+    # --dask local:N starts a cluster of its own for the audit, and stops it.
+    _, rows = registry_audit(chain, shards, registry, tmp_path / "local.csv", "--dask", "local:2")
+    compare(rows, node_rows)
 
 
 def test_a_registry_of_an_earlier_block_gives_that_blocks_answers(chain: Chain,
@@ -229,6 +232,10 @@ def test_a_malformed_or_missing_registry_is_one_clear_error(chain: Chain,
     assert f"--at {chain.before_offers}: the registry" in error
     error = refused(tmp_path, str(shards), "--dask", "local:2")
     assert "--dask needs --registry" in error
+    error = refused(tmp_path, str(shards), "--registry", str(good), "--dask", "local:0")
+    assert "local:N takes a number of workers, 1 to 1024" in error
+    error = refused(tmp_path, str(chain.media), "--registry", str(good), "--dask", "local:2")
+    assert "--dask maps the audit over files of rows" in error
 
     # The export's own errors: no such block, not a parquet name.
     result = opus("registry", "export", "--out", str(files / "r.parquet"), "--rpc", chain.url,
