@@ -124,7 +124,10 @@ def export_registry(url: str, out: Path | str, *, at: bytes | None = None,
     """
     target = Path(out)
     client = OpusClient(url, timeout=EXPORT_TIMEOUT_S)
-    first = client.export_registry(at=at, start=1, limit=PAGE_WORKS, licensee=licensee)
+    try:
+        first = client.export_registry(at=at, start=1, limit=PAGE_WORKS, licensee=licensee)
+    finally:
+        client.close()
     block = bytes.fromhex(str(first["blockHash"])[2:])
     total = int(first["total"])
     info = RegistryInfo(str(first["blockHash"]), int(first["blockNumber"]),
@@ -176,11 +179,9 @@ def _pages(url: str, first: dict[str, Any], block: bytes, licensee: str | None
     yield first
     total = int(first["total"])
     starts = iter(range(1 + PAGE_WORKS, total + 1, PAGE_WORKS))
-    clients: list[OpusClient] = []
 
     def fetch(start: int) -> dict[str, Any]:
         client = OpusClient(url, timeout=EXPORT_TIMEOUT_S)
-        clients.append(client)
         try:
             return client.export_registry(at=block, start=start, limit=PAGE_WORKS,
                                           licensee=licensee)
@@ -441,7 +442,9 @@ def dask_audit(scheduler: Any, manifest: Manifest, registry: Path | str, *,
     time, so the rows waiting to be written stay bounded. Once ``stopped()`` the shards
     under way are dropped and the rows end after the last shard yielded.
     """
-    root = str(manifest.path)
+    # Absolute paths: a worker on another machine does not share this one's cwd.
+    root = os.path.abspath(manifest.path)
+    registry = os.path.abspath(registry)
     window = in_flight or max(2, 2 * sum(scheduler.nthreads().values()))
     pending: deque[Any] = deque()  # distributed.Future (untyped)
     files: Iterable[Path] = iter(manifest.files)
@@ -451,7 +454,7 @@ def dask_audit(scheduler: Any, manifest: Manifest, registry: Path | str, *,
             if stopped():
                 return
             pending.append(scheduler.submit(
-                _audit_shard_pickled, str(path), str(registry), root=root,
+                _audit_shard_pickled, os.path.abspath(path), registry, root=root,
                 hash_column=manifest.hash_column,
                 id_column=manifest.id_column if manifest.id_given else None,
                 pure=False))

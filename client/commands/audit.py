@@ -20,6 +20,13 @@ it after the lookups under way: the summary and the report then cover the rows a
 far and say they are partial (exit 130); a second Ctrl-C gives up at once and writes no
 report. A malformed input is one error naming
 the file and the row (exit 1), and no report is written.
+
+With ``--registry FILE`` (``opus registry export``, :mod:`client.audit.registry`) no node is
+asked: the rows are joined against the file, at its block and for its licensee, by the
+same classification; ``--dask ADDRESS`` (or ``local:N``) maps that join over the input's
+files on a Dask cluster::
+
+    opus audit shards/ --registry registry.parquet --dask tcp://scheduler:8786 --out a.csv
 """
 
 from __future__ import annotations
