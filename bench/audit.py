@@ -17,8 +17,15 @@ Prints one JSON line: rows, wall seconds, rows per second, the client's peak RSS
 node's peak RSS, and the audit's counts. Goals: 1,000,000 rows in at most 60 s (20 s
 hoped for) with the client under 500 MB.
 
+With ``--registry``, step 3 is instead ``opus registry export --licensee ADDR --out
+registry.parquet`` (timed, with its peak RSS), then ``opus audit SHARDS --registry
+registry.parquet`` (the join: no node asked; ``--dask N``: on a local Dask cluster of N
+worker processes), timed the same way; the JSON line has both.
+
     .venv/bin/python -m bench.audit                    # the recorded run
     .venv/bin/python -m bench.audit --rows 100000 --works 10000 --out-format html
+    .venv/bin/python -m bench.audit --registry         # export, then join
+    .venv/bin/python -m bench.audit --registry --dask 2
 """
 
 from __future__ import annotations
@@ -199,6 +206,37 @@ def run_audit(args: argparse.Namespace, node: NodeProcess, shards: Path,
                     json.loads((workdir / "audit.out").read_text()))
 
 
+def run_measured(command: list[str], workdir: Path, name: str) -> AuditRun:
+    """``command`` (an ``opus`` command with ``--json``) in a process of its own, measured
+    as :func:`run_audit`'s."""
+    measured = workdir / f"{name}.measured.json"
+    with open(workdir / f"{name}.out", "wb") as out, open(workdir / f"{name}.err", "wb") as err:
+        code = subprocess.run([sys.executable, "-m", "bench.audit", "--measure", str(measured),
+                               "--", *command], stdout=out, stderr=err).returncode
+    if code != 0:
+        raise RuntimeError(f"{name} exited {code}: "
+                           f"{(workdir / f'{name}.err').read_text()[-3000:]}")
+    figures = json.loads(measured.read_text())
+    return AuditRun(figures["seconds"], figures["cpu_seconds"], figures["peak_rss_mb"],
+                    json.loads((workdir / f"{name}.out").read_text()))
+
+
+def run_registry(args: argparse.Namespace, node: NodeProcess, shards: Path, workdir: Path
+                 ) -> tuple[AuditRun, AuditRun]:
+    """``opus registry export`` from the node, then ``opus audit --registry`` of the shards
+    (no node asked; with ``--dask``, on a local Dask cluster of that many processes)."""
+    registry = workdir / "registry.parquet"
+    exported = run_measured(opus("registry", "export", "--rpc",
+                                 f"http://127.0.0.1:{node.rpc_port}", "--licensee",
+                                 LICENSEE.address, "--out", str(registry), "--json"),
+                            workdir, "export")
+    command = opus("audit", str(shards), "--registry", str(registry),
+                   "--out", str(workdir / f"report.{args.out_format}"), "--json")
+    if args.dask:
+        command += ["--dask", f"local:{args.dask}"]
+    return exported, run_measured(command, workdir, "join")
+
+
 def measure(command: list[str], into: Path) -> int:
     """Run ``command``, write its wall time, CPU time and peak RSS to ``into``; its exit
     code."""
@@ -219,6 +257,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--out-format", choices=("csv", "parquet", "json", "html"),
                         default="csv")
+    parser.add_argument("--registry", action="store_true",
+                        help="export the registry from the node (opus registry export), then "
+                             "audit against the file (opus audit --registry): both timed")
+    parser.add_argument("--dask", type=int, metavar="N",
+                        help="with --registry: the join on a local Dask cluster of N processes")
     parser.add_argument("--workdir", type=Path, help="keep the files here (default: a temp dir)")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("command", nargs="*", help=argparse.SUPPRESS)
@@ -242,7 +285,10 @@ def main(argv: list[str] | None = None) -> None:
         try:
             node_up = node.wait_answering()
             node_cpu = cpu_seconds(node.process.pid)
-            run = run_audit(args, node, shards, workdir)
+            if args.registry:
+                exported, run = run_registry(args, node, shards, workdir)
+            else:
+                run = run_audit(args, node, shards, workdir)
             node_cpu = cpu_seconds(node.process.pid) - node_cpu
             node_rss = peak_rss_mb(node.process.pid)
         finally:
@@ -254,6 +300,33 @@ def main(argv: list[str] | None = None) -> None:
     if counts != expected or answer["summary"]["feesOwed"] != str(built.fees_owed):
         raise RuntimeError(f"the audit found {counts}, fees {answer['summary']['feesOwed']}; "
                            f"built {expected}, fees {built.fees_owed}")
+    if args.registry:
+        print(json.dumps({
+            "mode": "registry" + (f", dask local:{args.dask}" if args.dask else ""),
+            "rows": args.rows,
+            "registered_works": args.works,
+            "shards": args.shards,
+            "report": args.out_format,
+            "export_seconds": round(exported.seconds, 2),
+            "export_works_per_second": round(args.works / exported.seconds),
+            "export_client_peak_rss_megabytes": round(exported.peak_rss_mb, 1),
+            "export_client_cpu_seconds": round(exported.cpu_seconds, 2),
+            "registry_megabytes": round(exported.answer.get("bytes", 0) / 2**20, 2),
+            "join_seconds": round(run.seconds, 2),
+            "join_rows_per_second": round(args.rows / run.seconds),
+            "join_client_peak_rss_megabytes": round(run.peak_rss_mb, 1),
+            "join_client_cpu_seconds": round(run.cpu_seconds, 2),
+            "node_cpu_seconds": round(node_cpu, 2),
+            "node_peak_rss_megabytes": round(node_rss, 1),
+            "counts": counts,
+            "fees_owed": answer["summary"]["feesOwed"],
+            "block_number": answer["blockNumber"],
+            "prepare_seconds": round(prepare, 1),
+            "node_start_seconds": round(node_up, 1),
+            "cpu_count": os.cpu_count(),
+            "load_average_1min": round(load, 2),
+        }))
+        return
     print(json.dumps({
         "rows": args.rows,
         "registered_works": args.works,

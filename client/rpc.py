@@ -290,6 +290,21 @@ class OpusClient:
             options["licensee"] = licensee
         return dict(self.call("opus_getWorksByContentHashes", list(content_hashes), options))
 
+    def export_registry(self, *, at: bytes | None = None, start: int = 1,
+                        limit: int | None = None, licensee: str | None = None
+                        ) -> dict[str, Any]:
+        """``opus_exportRegistry``: a page of the works as of block ``at`` (default: the
+        best), from work id ``start``: ``{blockHash, blockNumber, genesisHash, total, works,
+        next}``."""
+        query: dict[str, Any] = {"start": start}
+        if at is not None:
+            query["at"] = hex0x(at)
+        if limit is not None:
+            query["limit"] = limit
+        if licensee is not None:
+            query["licensee"] = licensee
+        return dict(self.call("opus_exportRegistry", query))
+
     def find_similar_works(self, fingerprint: bytes, max_distance: int, *,
                            at: bytes | None = None) -> dict[str, Any]:
         """``opus_findSimilarWorks``: ``{blockHash, blockNumber, works, candidates}``, the

@@ -6,6 +6,9 @@
   the audit of one piece of a dataset against any lookup) and the summary;
 * :mod:`client.audit.lookup`: the lookups over the node's ``opus_getWorksByContentHashes``,
   pipelined;
+* :mod:`client.audit.registry`: the registry as of a block as a parquet file (``opus
+  registry export``), a lookup that joins against it with no node, and the audit of one
+  shard (:func:`~client.audit.registry.audit_shard`) for a distributed engine (Dask);
 * :mod:`client.audit.report` and :mod:`client.audit.html`: the report files;
 * :mod:`client.audit.items`: a report read back row by row for the bulk commands
   (``license acquire --from``, ``usage record --from``, ``dataset certify``), and what the

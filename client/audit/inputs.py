@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 from client.errors import ClientError
 
 __all__ = ["CHUNK_ROWS", "DEFAULT_HASH_COLUMN", "DEFAULT_ID_COLUMN", "READ_SIZE", "Chunk",
-           "InputError", "Manifest", "open_manifest"]
+           "InputError", "Manifest", "open_manifest", "open_shard"]
 
 DEFAULT_HASH_COLUMN = "sha256"
 DEFAULT_ID_COLUMN = "uid"
@@ -245,6 +245,20 @@ def open_manifest(path: Path | str, *, hash_column: str = DEFAULT_HASH_COLUMN,
         manifest = Manifest(root, "parquet", shards, hash_column, id_name, given)
     else:
         manifest = Manifest(root, _file_kind(root), [root], hash_column, id_name, given)
+    _check_headers(manifest)
+    return manifest
+
+
+def open_shard(root: Path | str, shard: Path | str, *,
+               hash_column: str = DEFAULT_HASH_COLUMN, id_column: str | None = None
+               ) -> Manifest:
+    """One file of the input ``root`` (a folder of shards) as an input of its own, its items
+    named as in an audit of the whole folder (for a distributed audit, shard by shard)."""
+    folder, path = Path(root), Path(shard)
+    given = id_column is not None
+    kind = _file_kind(path)
+    manifest = Manifest(folder if folder.is_dir() else path, kind, [path], hash_column,
+                        id_column if given else DEFAULT_ID_COLUMN, given)
     _check_headers(manifest)
     return manifest
 

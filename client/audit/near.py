@@ -17,13 +17,26 @@ lookup has already said all that can be said of it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
-from client.audit.classify import AuditRow, Status, near_duplicate
-from client.audit.lookup import RpcLookup
-from client.fingerprint import NotAnImage, looks_like_image, query_fingerprints
+from client.audit.classify import AuditRow, Registered, Status, near_duplicate
+from client.fingerprint import Fingerprint, NotAnImage, looks_like_image, query_fingerprints
 
-__all__ = ["NearDuplicates"]
+__all__ = ["NearDuplicates", "NearLookup"]
+
+
+class NearLookup(Protocol):
+    """What the near-duplicate lookups need: the works near an image's fingerprints
+    (``opus_findSimilarWorks``' answer, merged: :meth:`client.audit.lookup.RpcLookup.
+    near_duplicates`, or a registry file's, :meth:`client.audit.registry.Registry.
+    near_duplicates`) and the lookup by content hash."""
+
+    def __call__(self, hashes: Sequence[str]) -> Sequence[Registered | None]: ...
+
+    def near_duplicates(self, fingerprints: list[Fingerprint], max_distance: int
+                        ) -> list[dict[str, Any]]: ...
 
 
 class NearDuplicates:
@@ -31,7 +44,7 @@ class NearDuplicates:
     module doc). Called on the audit's worker threads (:func:`client.audit.lookup.
     audit_chunks`' ``then``)."""
 
-    def __init__(self, root: Path, lookup: RpcLookup, max_distance: int) -> None:
+    def __init__(self, root: Path, lookup: NearLookup, max_distance: int) -> None:
         self.root = root
         self.lookup = lookup
         self.max_distance = max_distance

@@ -93,12 +93,17 @@ class ReportInfo:
     complete: bool = False
     # The PDQ distance near-duplicates were looked up within (None: not looked up).
     near_max_distance: int | None = None
+    # The registry file audited against (opus audit --registry), None: the node was asked.
+    registry: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "complete": self.complete, "blockHash": self.block_hash,
-                "blockNumber": self.block_number, "source": self.source,
-                "licensee": self.licensee, "auditedAt": self.audited_at,
-                "nearDuplicateMaxDistance": self.near_max_distance}
+        out = {"format": FORMAT, "complete": self.complete, "blockHash": self.block_hash,
+               "blockNumber": self.block_number, "source": self.source,
+               "licensee": self.licensee, "auditedAt": self.audited_at,
+               "nearDuplicateMaxDistance": self.near_max_distance}
+        if self.registry is not None:
+            out["registry"] = self.registry
+        return out
 
 
 def row_json(row: AuditRow) -> dict[str, Any]:

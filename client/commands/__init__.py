@@ -15,6 +15,8 @@ They sign locally and talk to a node over JSON-RPC (:mod:`client.rpc`)::
     opus license acquire --from audit.csv --dev-account bob   # … every license it needs
     opus usage record --from audit.csv --purpose ai_training --subject MODEL --dev-account bob
     opus dataset certify audit.csv --subject MODEL --out s.json --dev-account bob
+    opus registry export --at 0x… --out registry.parquet   # the registry as of a block…
+    opus audit shards/ --registry registry.parquet --dask tcp://host:8786   # … joined locally
     opus verify s.json                                   # … checked against the chain
 
 Common flags: ``--key FILE`` or ``--dev-account NAME`` (the signer), ``--rpc URL``
@@ -37,7 +39,8 @@ One module per command group, each with its commands and its ``add_parsers``:
 :mod:`~client.commands.usage`, :mod:`~client.commands.earnings` and
 :mod:`~client.commands.proofs` (``proof``, ``verify``), :mod:`~client.commands.sudo`
 (``sudo show``, ``sudo set-authorities``, ``sudo set-key``) and :mod:`~client.commands.audit`
-(``audit``, with :mod:`client.audit`) and :mod:`~client.commands.datasets` (``license
+(``audit``, with :mod:`client.audit`), :mod:`~client.commands.registry` (``registry
+export``) and :mod:`~client.commands.datasets` (``license
 acquire --from``, ``usage record --from``, ``dataset certify``). What they share:
 :mod:`~client.commands.common` (the :class:`Context`, errors, output, adding a command)
 and :mod:`~client.commands.arguments` (argument types).
@@ -54,6 +57,7 @@ from client.commands import (
     earnings,
     licenses,
     proofs,
+    registry,
     royalties,
     sudo,
     usage,
@@ -66,7 +70,7 @@ if TYPE_CHECKING:
 
 # In the order ``opus --help`` lists them.
 GROUPS = (accounts, works, licenses, royalties, usage, earnings, proofs, sudo, audit,
-          datasets)
+          registry, datasets)
 
 
 def add_creator_commands(subparsers: Subcommands) -> None:

@@ -20,10 +20,18 @@ it after the lookups under way: the summary and the report then cover the rows a
 far and say they are partial (exit 130); a second Ctrl-C gives up at once and writes no
 report. A malformed input is one error naming
 the file and the row (exit 1), and no report is written.
+
+With ``--registry FILE`` (``opus registry export``, :mod:`client.audit.registry`) no node is
+asked: the rows are joined against the file, at its block and for its licensee, by the
+same classification; ``--dask ADDRESS`` (or ``local:N``) maps that join over the input's
+files on a Dask cluster::
+
+    opus audit shards/ --registry registry.parquet --dask tcp://scheduler:8786 --out a.csv
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -36,14 +44,16 @@ from typing import TYPE_CHECKING, Any
 from client.commands import arguments
 from client.commands.common import Context, CreatorError, command, format_amount
 from client.fingerprint import DEFAULT_MAX_DISTANCE, MAX_MATCH_DISTANCE
-from runtime.codec import hex0x
+from runtime.codec import from_hex0x, hex0x
 
 if TYPE_CHECKING:
     from client.audit.classify import Summary
     from client.audit.inputs import Manifest
+    from client.audit.registry import Registry
     from client.audit.report import ReportInfo, ReportWriter
     from client.commands.common import Subcommands
 
+DASK_CONNECT_TIMEOUT_S = 30  # seconds to reach a Dask scheduler (--dask ADDRESS)
 PROGRESS_DELAY_S = 1.0  # the progress bar shows once an audit has taken this long
 DEFAULT_HASH_COLUMN = "sha256"  # (client.audit.inputs's; pyarrow loads only for an audit)
 
@@ -100,19 +110,33 @@ def audit(ctx: Context) -> int:
     a = ctx.args
     if a.out:
         check_report_path(a.out)
+    if a.dask and not a.registry:
+        raise CreatorError("--dask needs --registry: the workers join the shards against a "
+                           "registry file, they do not call the node")
     manifest = open_manifest(a.input, hash_column=a.hash_column, id_column=a.id_column)
-    licensee = _licensee(ctx)
-    at, number = _block(ctx)
+    registry = _registry(ctx, manifest) if a.registry else None
+    if registry is not None:
+        licensee, at, number = (registry.info.licensee,
+                                from_hex0x(registry.info.block_hash, 32),
+                                registry.info.block_number)
+    else:
+        licensee = _licensee(ctx)
+        at, number = _block(ctx)
     near = manifest.kind == "media" and not a.no_near_duplicates
     info = ReportInfo(source=str(a.input), block_hash=hex0x(at), block_number=number,
                       licensee=licensee,
                       audited_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                      near_max_distance=a.max_distance if near else None)
+                      near_max_distance=a.max_distance if near else None,
+                      registry=None if registry is None else str(a.registry))
     writer = open_report(a.out, info) if a.out else None
     summary = Summary()
     try:
-        info.complete = _run(ctx, manifest, at, licensee, summary, writer,
-                             info.near_max_distance)
+        if registry is None:
+            info.complete = _run(ctx, manifest, at, licensee, summary, writer,
+                                 info.near_max_distance)
+        else:
+            info.complete = _run_local(ctx, manifest, registry, summary, writer,
+                                       info.near_max_distance)
     except BaseException:
         if writer is not None:
             writer.discard()
@@ -121,6 +145,23 @@ def audit(ctx: Context) -> int:
         writer.finish(summary)
     _emit(ctx, info, summary)
     return 0 if info.complete else 130
+
+
+def _registry(ctx: Context, manifest: Manifest) -> Registry:
+    """``--registry``'s file, checked against the other options: its block, its licensee."""
+    from client.audit.registry import open_registry
+
+    a = ctx.args
+    registry = open_registry(a.registry)
+    if a.at is not None and hex0x(a.at) != registry.info.block_hash:
+        raise CreatorError(f"--at {hex0x(a.at)}: the registry {a.registry} is as of block "
+                           f"{registry.info.block_hash} (#{registry.info.block_number}); "
+                           "export one at that block")
+    registry.check_licensee(a.licensee)
+    if a.dask and manifest.kind == "media":
+        raise CreatorError("--dask maps the audit over files of rows (parquet shards, CSV, "
+                           "JSON Lines), not over a folder of media files")
+    return registry
 
 
 def _licensee(ctx: Context) -> str | None:
@@ -160,6 +201,77 @@ def _run(ctx: Context, manifest: Manifest, at: bytes, licensee: str | None, summ
         lookup.close()
 
 
+def _run_local(ctx: Context, manifest: Manifest, registry: Registry, summary: Summary,
+               writer: ReportWriter | None, near_max_distance: int | None) -> bool:
+    """Audit every row (or, after Ctrl-C, the first ones) against ``registry``, in this
+    process or, with ``--dask``, on a Dask cluster; whether it was every row. With
+    ``near_max_distance``, images are also looked up by fingerprint in the registry."""
+    from tqdm import tqdm
+
+    from client.audit.near import NearDuplicates
+    from client.audit.registry import audit_manifest
+
+    then = (None if near_max_distance is None
+            else NearDuplicates(manifest.path, registry, near_max_distance))
+    bar = tqdm(total=manifest.total_rows, unit=" rows", unit_scale=True, file=sys.stderr,
+               delay=PROGRESS_DELAY_S, disable=None, dynamic_ncols=True)
+    try:
+        with _Interrupt().installed() as stopped, _dask(ctx.args.dask) as scheduler:
+            if scheduler is None:
+                batches = audit_manifest(manifest, registry, stopped, then=then)
+            else:
+                from client.audit.registry import dask_audit
+
+                batches = dask_audit(scheduler, manifest, registry.path, stopped=stopped)
+            for rows in batches:
+                summary.add(rows)
+                if writer is not None:
+                    writer.write(rows)
+                if manifest.total_rows is None:
+                    bar.total = manifest.estimated_rows(summary.rows)
+                bar.update(len(rows))
+            return manifest.finished
+    finally:
+        bar.close()
+
+
+@contextmanager
+def _dask(address: str | None) -> Iterator[Any]:
+    """A ``distributed.Client`` of the cluster at ``address`` (``local`` or ``local:N``: a
+    cluster of N worker processes on this machine, started here and ended after), or None."""
+    if address is None:
+        yield None
+        return
+    try:
+        import distributed
+    except ImportError:
+        raise CreatorError("--dask needs the dask extra: pip install 'opuschain[dask]'") from None
+    dask: Any = distributed  # (untyped)
+    if address == "local" or address.startswith("local:"):
+        workers = _local_workers(address)
+        with dask.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address=None) as cluster, \
+                dask.Client(cluster) as client:
+            yield client
+        return
+    try:
+        client = dask.Client(address, timeout=DASK_CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError, ValueError) as e:
+        raise CreatorError(f"cannot reach the Dask scheduler at {address}: {e}") from None
+    with client:
+        yield client
+
+
+def _local_workers(address: str) -> int:
+    """``local`` (one worker a core) or ``local:N`` (N workers)."""
+    if address == "local":
+        return os.cpu_count() or 1
+    text = address.split(":", 1)[1]
+    if not text.isdigit() or not 1 <= int(text) <= 1024:
+        raise CreatorError(f"--dask {address}: local:N takes a number of workers, 1 to 1024")
+    return int(text)
+
+
 def _emit(ctx: Context, info: ReportInfo, summary: Summary) -> None:
     from client.audit.classify import Status
     from client.audit.report import TOP_HOLDERS
@@ -170,6 +282,8 @@ def _emit(ctx: Context, info: ReportInfo, summary: Summary) -> None:
     state = "" if info.complete else " (partial: stopped by Ctrl-C)"
     lines = [f"Audited {summary.rows:,} items of {info.source} at block #{info.block_number} "
              f"{info.block_hash}{state}"]
+    if info.registry:
+        lines.append(f"  registry                {info.registry} (no node asked)")
     if info.licensee:
         lines.append(f"  licensee                {info.licensee}")
     for status in Status:
@@ -227,3 +341,11 @@ def add_parsers(sub: Subcommands) -> None:
     p.add_argument("--out", metavar="FILE",
                    help="write a report: FILE.csv, FILE.parquet, FILE.json or FILE.html "
                         "(one self-contained page)")
+    p.add_argument("--registry", metavar="FILE",
+                   help="audit against a registry file (opus registry export) instead of "
+                        "the node: a local join; the report names the registry's block, "
+                        "and its licensee is the registry's")
+    p.add_argument("--dask", metavar="ADDRESS",
+                   help="with --registry: audit the shards on a Dask cluster, one task a "
+                        "shard (tcp://HOST:8786, the scheduler of a cluster whose workers "
+                        "see the same paths; or local / local:N, N worker processes here)")

@@ -345,3 +345,37 @@ def test_find_similar_works_refuses_bad_params_by_name(node: Node) -> None:
     answer = rpc_call(node.port, "opus_findSimilarWorks", [good, 0])
     assert answer["works"][0]["workId"] == node.work_id and answer["works"][0]["distance"] == 0
     assert answer["complete"] is True and answer["candidates"] >= 1
+
+
+def test_an_audit_against_a_registry_finds_the_same_near_duplicates(node: Node,
+                                                                    tmp_path: Path) -> None:
+    """The registry file holds the works' fingerprints: an audit of a folder of images
+    against it (no node asked) finds the node's near-duplicates, at the same distances."""
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    for name, source in {"copy.jpg": "astronaut.jpeg_q70.jpg",
+                         "half.png": "astronaut.resized_50.png",
+                         "corner.png": "astronaut.crop_5_corner.png",
+                         "astronaut.png": "astronaut.png", "camera.png": "camera.png"}.items():
+        (dataset / name).write_bytes((node.folder / source).read_bytes())
+    at = rpc_call(node.port, "chain_getBlockHash", [])
+    registry = tmp_path / "registry.parquet"
+    done = opus("registry", "export", "--at", at, "--out", str(registry), "--rpc", node.url)
+    assert done.code == 0, done.err
+    on_node = opus("audit", str(dataset), "--at", at, "--out", str(tmp_path / "node.csv"),
+                   "--rpc", node.url)
+    assert on_node.code == 0, on_node.err
+    local = opus("audit", str(dataset), "--registry", str(registry),
+                 "--out", str(tmp_path / "local.csv"))
+    assert local.code == 0, local.err
+    node_meta, node_rows = read_csv_report(tmp_path / "node.csv")
+    meta, rows = read_csv_report(tmp_path / "local.csv")
+    assert rows == node_rows
+    assert meta["blockHash"] == node_meta["blockHash"] == at
+    assert meta["nearDuplicateMaxDistance"] == DEFAULT_MAX_DISTANCE
+    # (Other tests of this module register more images, such as the resized copy: the
+    # node's answer is the measure.)
+    near = {row.item: row for row in rows if row.match == "pdq"}
+    assert {"copy.jpg", "corner.png"} <= set(near)
+    assert all(near[i].work_id == node.work_id and near[i].distance is not None
+               for i in ("copy.jpg", "corner.png"))

@@ -159,6 +159,13 @@ def _audited_work(index: IndexCursor, state: Any, next_block: int, work_id: int,
     work = provenance.works.get(state, work_id)
     if work is None:  # the index of work_by_content points at a work: never happens
         return None
+    return _audited_entry(index, state, next_block, work, licensee)
+
+
+def _audited_entry(index: IndexCursor, state: Any, next_block: int, work: provenance.Work,
+                   licensee: bytes | None) -> dict[str, Any]:
+    """:func:`_audited_work`'s entry of a work record read already."""
+    work_id = work.id
     live = [t for t in _work_terms(index, state, work_id) if _terms_live(t)]
     training = [t for t in live if t.ai_training != licensing.AiUse.NOT_ALLOWED]
     cheapest = min(training, key=_cheapness, default=None)
@@ -237,6 +244,61 @@ def _first_id(index: IndexCursor, prefix: bytes, start: int) -> int | None:
         return None
     key = index.first_key(prefix, start.to_bytes(8, "big"))
     return None if key is None else int.from_bytes(key[len(prefix):len(prefix) + 8], "big")
+
+
+# opus_exportRegistry: the works a page holds by default and at most. An entry is the
+# opus_getWorksByContentHashes entry plus its content hash and fingerprint (~4 KB at most,
+# with the longest legal URI, all escapes), so the largest page stays under the 10 MiB
+# default response limit.
+DEFAULT_EXPORT_PAGE = 1024
+MAX_EXPORT_PAGE = 2048
+
+
+@METHODS.rpc(object_param=True)
+async def opus_exportRegistry(s: Session, query: Any) -> dict[str, Any]:
+    """A page of the registry as of a block, for ``opus registry export``: ``{blockHash,
+    blockNumber, genesisHash, total, works, next}``, ``works`` the works with ids from
+    ``start`` on (ids are 1, 2, … in order of registration), each what
+    ``opus_getWorksByContentHashes`` says of it plus its ``contentHash`` and PDQ
+    ``fingerprint``/``quality``. ``query`` ``{at?, start?, limit?, licensee?}``."""
+    opts = p_options(query, "query", ("at", "start", "limit", "licensee"))
+    block_hash = p_block(s, opts.get("at"), "at")
+    start = max(1, p_uint(opts.get("start", 1) or 1, "start"))
+    limit = p_uint(opts.get("limit", DEFAULT_EXPORT_PAGE), "limit", MAX_EXPORT_PAGE) \
+        or DEFAULT_EXPORT_PAGE
+    licensee = p_account(opts["licensee"], "licensee") if "licensee" in opts else None
+    store = s.node.store
+    header = store.header(block_hash)
+    assert header is not None
+    state = store.state_at(block_hash, cache_reads=False)  # (the node's hot keys stay)
+    total = provenance.next_work_id.get(state) - 1  # works at ``at``: ids 1..total
+    end = min(total, start + limit - 1)
+    works: list[dict[str, Any]] = []
+    with store.index_cursor() as index:
+        for work_id in range(start, end + 1):
+            if work_id > start and (work_id - start) % LOOKUPS_PER_CHECKPOINT == 0:
+                await trio.lowlevel.checkpoint()  # a long call must not hold up the node
+            work = provenance.works.get(state, work_id)
+            if work is not None:  # (ids below next_work_id are all works: never None)
+                works.append(_exported_work(index, state, header.number + 1, work,
+                                            licensee))
+    return {"blockHash": hex0x(block_hash), "blockNumber": header.number,
+            "genesisHash": hex0x(s.node.genesis.hash), "total": total, "works": works,
+            "next": end + 1 if end < total else None}
+
+
+def _exported_work(index: IndexCursor, state: Any, next_block: int, work: provenance.Work,
+                   licensee: bytes | None) -> dict[str, Any]:
+    """A work's registry entry: :func:`_audited_entry`'s, with its content hash and PDQ
+    fingerprint (null if it has none)."""
+    entry = _audited_entry(index, state, next_block, work, licensee)
+    binding = work.soft_binding
+    pdq = binding is not None and binding.algorithm == provenance.PDQ \
+        and len(binding.value) == similar.FINGERPRINT_BYTES
+    entry["contentHash"] = hex0x(work.content_hash)
+    entry["fingerprint"] = hex0x(binding.value) if pdq and binding is not None else None
+    entry["quality"] = binding.quality if pdq and binding is not None else None
+    return entry
 
 
 # At most this many works in an opus_findSimilarWorks answer (the nearest ones).
