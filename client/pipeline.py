@@ -15,7 +15,8 @@ submitted, and its nonce is free again, so a later run carries on from the chain
 pool, so a run that follows an interrupted one sees every transaction of it on chain.
 
 :func:`parallel_calls` maps a function of an :class:`~client.rpc.OpusClient` over many
-items, ``threads`` at a time, each thread on a kept connection of its own.
+items, ``threads`` at a time, each thread on a kept connection of its own;
+:func:`ordered_map` maps any function over a stream of items, a few at a time, in order.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NamedTuple, TypeVar
 
 from client.errors import ClientError, RpcCallError, TransactionRefused
@@ -36,7 +37,7 @@ from runtime.extrinsic import DEFAULT_PERIOD, Era, Extrinsic, sign_extrinsic
 from runtime.support import make_call
 
 __all__ = ["DRY_RUN_CHUNK", "THREADS", "WINDOW", "DryRun", "Pipeline", "PoolNotSettled",
-           "fee_of", "parallel_calls", "wait_until_settled"]
+           "fee_of", "ordered_map", "parallel_calls", "wait_until_settled"]
 
 WINDOW = 256  # transactions submitted and not yet included, at most (the pool holds 8,192)
 SETTLE_TIMEOUT_S = 120.0
@@ -200,3 +201,23 @@ def parallel_calls(url: str, fn: Callable[[OpusClient, In], Out], items: Sequenc
     finally:
         for client in clients:
             client.close()
+
+
+def ordered_map(fn: Callable[[In], Out], items: Iterable[In], *, in_flight: int,
+                name: str) -> Iterator[Out]:
+    """``fn`` of each item on ``in_flight`` threads (named ``name``), the results yielded
+    in the items' order, with at most ``in_flight`` calls under way (the items are read
+    lazily). Closing the iterator early (an error, Ctrl-C) drops the calls not started."""
+    pool = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix=name)
+    pending: deque[Future[Out]] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= in_flight:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=False, cancel_futures=True)

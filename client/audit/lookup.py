@@ -12,15 +12,14 @@ report rows in the input's order.
 from __future__ import annotations
 
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from client.audit.classify import AuditRow, Registered, audit_rows
 from client.audit.inputs import Chunk
 from client.errors import ClientError
 from client.fingerprint import Fingerprint, find_near_duplicates
+from client.pipeline import ordered_map
 from client.rpc import OpusClient
 from runtime.codec import hex0x
 
@@ -96,23 +95,9 @@ def audit_chunks(chunks: Iterable[Chunk], lookup: RpcLookup, *, in_flight: int =
     near-duplicate lookups of :mod:`client.audit.near`). Closing the iterator early (an
     error, Ctrl-C) drops the calls still in flight.
     """
-    pool = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="opus-audit")
-    pending: deque[Future[list[AuditRow]]] = deque()
-    try:
-        for chunk in chunks:
-            pending.append(pool.submit(_audit, list(zip(chunk.items, chunk.hashes,
-                                                        strict=True)), lookup, then))
-            if len(pending) >= in_flight:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-    finally:
-        for future in pending:
-            future.cancel()
-        pool.shutdown(wait=False, cancel_futures=True)
+    def audit(chunk: Chunk) -> list[AuditRow]:
+        audited = audit_rows(list(zip(chunk.items, chunk.hashes, strict=True)), lookup)
+        return audited if then is None else then(audited)
 
+    return ordered_map(audit, chunks, in_flight=in_flight, name="opus-audit")
 
-def _audit(rows: list[tuple[str, str]], lookup: RpcLookup,
-           then: Callable[[list[AuditRow]], list[AuditRow]] | None) -> list[AuditRow]:
-    audited = audit_rows(rows, lookup)
-    return audited if then is None else then(audited)

@@ -36,7 +36,6 @@ import os
 import pickle
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +49,7 @@ from client.audit.classify import AuditRow, Offer, Registered, audit_rows
 from client.audit.inputs import Manifest, open_manifest, open_shard
 from client.errors import ClientError
 from client.fingerprint import Fingerprint
+from client.pipeline import ordered_map
 from client.rpc import OpusClient
 
 __all__ = ["FORMAT", "METADATA_KEY", "SCHEMA", "Registry", "RegistryError", "RegistryInfo",
@@ -188,19 +188,7 @@ def _pages(url: str, first: dict[str, Any], block: bytes, licensee: str | None
         finally:
             client.close()
 
-    pool = ThreadPoolExecutor(max_workers=PAGES_IN_FLIGHT, thread_name_prefix="opus-export")
-    pending: deque[Future[dict[str, Any]]] = deque()
-    try:
-        for start in starts:
-            pending.append(pool.submit(fetch, start))
-            if len(pending) >= PAGES_IN_FLIGHT:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-    finally:
-        for future in pending:
-            future.cancel()
-        pool.shutdown(wait=False, cancel_futures=True)
+    yield from ordered_map(fetch, starts, in_flight=PAGES_IN_FLIGHT, name="opus-export")
 
 
 def _page_rows(page: dict[str, Any], info: RegistryInfo, first_id: int

@@ -35,7 +35,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import FrameType
@@ -47,7 +47,7 @@ from client.fingerprint import DEFAULT_MAX_DISTANCE, MAX_MATCH_DISTANCE
 from runtime.codec import from_hex0x, hex0x
 
 if TYPE_CHECKING:
-    from client.audit.classify import Summary
+    from client.audit.classify import AuditRow, Summary
     from client.audit.inputs import Manifest
     from client.audit.registry import Registry
     from client.audit.report import ReportInfo, ReportWriter
@@ -176,29 +176,39 @@ def _run(ctx: Context, manifest: Manifest, at: bytes, licensee: str | None, summ
          writer: ReportWriter | None, near_max_distance: int | None) -> bool:
     """Audit every row (or, after Ctrl-C, the first ones); whether it was every row.
     With ``near_max_distance``, images are also looked up by fingerprint."""
-    from tqdm import tqdm
-
     from client.audit.lookup import RpcLookup, audit_chunks
     from client.audit.near import NearDuplicates
 
     lookup = RpcLookup(ctx.args.rpc, at, licensee)
     then = (None if near_max_distance is None
             else NearDuplicates(manifest.path, lookup, near_max_distance))
+    try:
+        with _Interrupt().installed() as stopped:
+            _take(audit_chunks(manifest.chunks(stopped), lookup, then=then), manifest, summary,
+                  writer)
+            return manifest.finished
+    finally:
+        lookup.close()
+
+
+def _take(batches: Iterable[list[AuditRow]], manifest: Manifest, summary: Summary,
+          writer: ReportWriter | None) -> None:
+    """Count each batch of report rows into ``summary`` and write it, with a progress bar
+    on stderr once the audit has taken :data:`PROGRESS_DELAY_S`."""
+    from tqdm import tqdm
+
     bar = tqdm(total=manifest.total_rows, unit=" rows", unit_scale=True, file=sys.stderr,
                delay=PROGRESS_DELAY_S, disable=None, dynamic_ncols=True)
     try:
-        with _Interrupt().installed() as stopped:
-            for rows in audit_chunks(manifest.chunks(stopped), lookup, then=then):
-                summary.add(rows)
-                if writer is not None:
-                    writer.write(rows)
-                if manifest.total_rows is None:
-                    bar.total = manifest.estimated_rows(summary.rows)
-                bar.update(len(rows))
-            return manifest.finished
+        for rows in batches:
+            summary.add(rows)
+            if writer is not None:
+                writer.write(rows)
+            if manifest.total_rows is None:
+                bar.total = manifest.estimated_rows(summary.rows)
+            bar.update(len(rows))
     finally:
         bar.close()
-        lookup.close()
 
 
 def _run_local(ctx: Context, manifest: Manifest, registry: Registry, summary: Summary,
@@ -206,33 +216,20 @@ def _run_local(ctx: Context, manifest: Manifest, registry: Registry, summary: Su
     """Audit every row (or, after Ctrl-C, the first ones) against ``registry``, in this
     process or, with ``--dask``, on a Dask cluster; whether it was every row. With
     ``near_max_distance``, images are also looked up by fingerprint in the registry."""
-    from tqdm import tqdm
-
     from client.audit.near import NearDuplicates
     from client.audit.registry import audit_manifest
 
     then = (None if near_max_distance is None
             else NearDuplicates(manifest.path, registry, near_max_distance))
-    bar = tqdm(total=manifest.total_rows, unit=" rows", unit_scale=True, file=sys.stderr,
-               delay=PROGRESS_DELAY_S, disable=None, dynamic_ncols=True)
-    try:
-        with _Interrupt().installed() as stopped, _dask(ctx.args.dask) as scheduler:
-            if scheduler is None:
-                batches = audit_manifest(manifest, registry, stopped, then=then)
-            else:
-                from client.audit.registry import dask_audit
+    with _Interrupt().installed() as stopped, _dask(ctx.args.dask) as scheduler:
+        if scheduler is None:
+            batches = audit_manifest(manifest, registry, stopped, then=then)
+        else:
+            from client.audit.registry import dask_audit
 
-                batches = dask_audit(scheduler, manifest, registry.path, stopped=stopped)
-            for rows in batches:
-                summary.add(rows)
-                if writer is not None:
-                    writer.write(rows)
-                if manifest.total_rows is None:
-                    bar.total = manifest.estimated_rows(summary.rows)
-                bar.update(len(rows))
-            return manifest.finished
-    finally:
-        bar.close()
+            batches = dask_audit(scheduler, manifest, registry.path, stopped=stopped)
+        _take(batches, manifest, summary, writer)
+        return manifest.finished
 
 
 @contextmanager

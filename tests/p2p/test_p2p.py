@@ -238,9 +238,10 @@ def addr(network: Network) -> str:
     return network.listen_addresses()[0]
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0,
+async def wait_for(predicate: Callable[[], bool], timeout: float = 30.0,
                    what: str = "condition") -> float:
-    """Poll until ``predicate()``; returns the seconds it took."""
+    """Poll until ``predicate()``; returns the seconds it took. The timeout only bounds a
+    test that went wrong: generous, so that a busy machine is not a failure."""
     started = time.perf_counter()
     try:
         with trio.fail_after(timeout):
@@ -353,7 +354,7 @@ def test_backoff_grows_exponentially_and_resets() -> None:
 
 async def test_handshake_exchanges_status_and_peers_are_listed() -> None:
     blocks = chain_blocks(3)
-    with trio.fail_after(20):
+    with trio.fail_after(60):
         async with running(FakeChain(blocks=blocks)) as a, \
                 running(FakeChain(blocks=blocks[:1]), bootnodes=(addr(a),)) as b:
             await wait_meshed([a, b], {0: [1], 1: [0]})
@@ -525,7 +526,7 @@ async def test_votes_are_batched_and_handed_to_the_vote_handler() -> None:
         received.append((vote, peer))
         return vote != b"bad vote"
 
-    with trio.fail_after(20):
+    with trio.fail_after(60):
         async with running(FakeChain()) as a, running(FakeChain(), bootnodes=(addr(a),)) as b:
             b.vote_handler = on_vote
             await wait_meshed([a, b], {0: [1], 1: [0]})
@@ -583,7 +584,7 @@ async def test_block_that_fails_import_penalizes_its_publisher() -> None:
     parent = blocks[4].header
     header = replace(blocks[5].header, state_root=b"\x00" * 32)
     forged = Block(header, (), seal_header(ALICE, header))
-    with trio.fail_after(20):
+    with trio.fail_after(60):
         async with running(good) as a, \
                 running(FakeChain(blocks=blocks[:5]), bootnodes=(addr(a),)) as bad:
             await wait_meshed([a, bad], {0: [1], 1: [0]})
@@ -598,7 +599,7 @@ async def test_peer_of_another_chain_is_disconnected_at_handshake(
     ours, theirs = FakeChain(), FakeChain(genesis2, nodes=nodes2)
     assert ours.genesis_hash != theirs.genesis_hash
     caplog.set_level(logging.WARNING, logger="opus.p2p")
-    with trio.fail_after(20):
+    with trio.fail_after(60):
         async with running(ours) as a, running(theirs, bootnodes=(addr(a),)) as x:
             await wait_for(lambda: a.reputation.is_banned(x.peer_id)
                            and x.reputation.is_banned(a.peer_id))

@@ -146,7 +146,7 @@ async def test_gossiped_block_with_unknown_parent_triggers_sync() -> None:
     blocks = chain_blocks(20)
     chain_a, chain_b = FakeChain(blocks=blocks[:10]), FakeChain(blocks=blocks[:10])
     config = fast_config(status_interval=60.0)  # only the orphan can start the sync
-    with trio.fail_after(20):
+    with trio.fail_after(60):
         async with running(chain_a, config=config) as a, \
                 running(chain_b, bootnodes=(addr(a),), config=config) as b:
             await wait_meshed([a, b], {0: [1], 1: [0]})
@@ -168,7 +168,7 @@ async def test_node_on_a_shorter_fork_resyncs_from_finality() -> None:
     source = FakeChain(blocks=blocks)
     forked = FakeChain(blocks=blocks[:10] + fork)
     assert forked.best_header.number == 15 and forked.best_header.hash != blocks[14].hash
-    with trio.fail_after(20):
+    with trio.fail_after(60):
         async with running(source) as a, running(forked, bootnodes=(addr(a),)) as b:
             await wait_for(lambda: forked.best_header.hash == blocks[-1].hash)
             assert forked.canon == source.canon
