@@ -27,10 +27,18 @@ from client.errors import (
     WaitTimeout,
 )
 from client.keys import load_key_file, parse_account, write_key_file
-from client.proof import PROOF_FORMAT, VerifiedProof, verify_provenance_proof
+from client.proof import (
+    ABSENCE_FORMAT,
+    PROOF_FORMAT,
+    VerifiedAbsence,
+    VerifiedProof,
+    verify_absence_proof,
+    verify_provenance_proof,
+)
 from client.rpc import DEFAULT_RPC, OpusClient, Receipt
 
 __all__ = [
+    "ABSENCE_FORMAT",
     "DEFAULT_RPC",
     "PROOF_FORMAT",
     "CallFailed",
@@ -42,10 +50,12 @@ __all__ = [
     "RpcCallError",
     "TransactionDropped",
     "TransactionRefused",
+    "VerifiedAbsence",
     "VerifiedProof",
     "WaitTimeout",
     "load_key_file",
     "parse_account",
+    "verify_absence_proof",
     "verify_provenance_proof",
     "write_key_file",
 ]

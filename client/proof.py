@@ -1,4 +1,6 @@
-"""Offline verification of provenance proofs: no node needed, only the runtime's trie rules."""
+"""Offline verification of provenance proofs, no node needed, only the runtime's trie rules:
+that a work is registered (:func:`verify_provenance_proof`), or that a content hash is not
+(:func:`verify_absence_proof`, what an audit's "not registered" row rests on)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from runtime.modules import provenance
 from runtime.trie import InvalidProof, verify_proof
 
 PROOF_FORMAT = "opus-provenance-proof/1"  # the "format" of an ``opus proof`` file
+ABSENCE_FORMAT = "opus-absence-proof/1"  # ``opus proof --content-hash`` of an unregistered hash
 
 @dataclass(frozen=True)
 class VerifiedProof:
@@ -90,4 +93,46 @@ def verify_provenance_proof(doc: Any) -> VerifiedProof:
                          genesis_hash)
 
 
-__all__ = ["PROOF_FORMAT", "VerifiedProof", "verify_provenance_proof"]
+@dataclass(frozen=True)
+class VerifiedAbsence:
+    """What a valid absence proof establishes: no work had ``content_hash`` at the block."""
+
+    content_hash: bytes
+    block_hash: bytes
+    header: Header
+    claimed_finalized: bool
+    genesis_hash: bytes | None
+
+
+def verify_absence_proof(doc: Any) -> VerifiedAbsence:
+    """Check an absence proof document (``opus proof --content-hash`` of a hash nobody had
+    registered): the header must hash to ``blockHash`` and the proof nodes must show, against
+    its state root, that ``provenance:work_by_content:<hash>`` holds nothing. Offline;
+    raises :class:`ProofError` saying what does not hold."""
+    if not isinstance(doc, dict):
+        raise ProofError("a proof is a JSON object")
+    try:
+        header = header_from_json(_field(doc, "header"))
+        block_hash = from_hex0x(_field(doc, "blockHash"), 32)
+        content_hash = from_hex0x(_field(doc, "contentHash"), 32)
+        nodes = [from_hex0x(n) for n in _field(doc, "proof")]
+        genesis = doc.get("genesisHash")
+        genesis_hash = from_hex0x(genesis, 32) if genesis else None
+    except (ValueError, TypeError, KeyError) as e:
+        raise ProofError(f"malformed proof: {e}") from None
+    if header.hash != block_hash:
+        raise ProofError("the header does not hash to blockHash")
+    key = provenance.work_by_content.key(content_hash)
+    try:
+        value = verify_proof(header.state_root, nodes, [key])[key]
+    except InvalidProof as e:
+        raise ProofError(f"the proof nodes do not match the state root: {e}") from None
+    if value is not None:
+        raise ProofError("the content hash is registered at this block: prove its work instead "
+                         "(opus proof WORK)")
+    return VerifiedAbsence(content_hash, block_hash, header, bool(doc.get("finalized")),
+                           genesis_hash)
+
+
+__all__ = ["ABSENCE_FORMAT", "PROOF_FORMAT", "VerifiedAbsence", "VerifiedProof",
+           "verify_absence_proof", "verify_provenance_proof"]

@@ -357,6 +357,13 @@ class OpusClient:
         extra = [hex0x(block_hash)] if block_hash is not None else []
         return self._maybe("opus_getProvenanceProof", work_id, *extra)
 
+    def read_proof(self, keys: list[bytes], block_hash: bytes | None = None
+                   ) -> dict[str, Any]:
+        """``state_getReadProof``: ``{at, proof}``, the trie nodes that prove each key's value
+        or absence at a block (default: the best block)."""
+        extra = [hex0x(block_hash)] if block_hash is not None else []
+        return dict(self.call("state_getReadProof", [hex0x(k) for k in keys], *extra))
+
     def get_transaction(self, tx_hash: bytes) -> dict[str, Any] | None:
         return self._maybe("opus_getTransaction", hex0x(tx_hash))
 

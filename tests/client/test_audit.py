@@ -370,6 +370,52 @@ def test_at_an_earlier_block(chain: Chain, tmp_path: Path) -> None:
     assert unknown.code == 1 and "has no block 0x0000" in unknown.err
 
 
+def test_any_row_can_be_proved_at_the_reports_block(chain: Chain, tmp_path: Path) -> None:
+    """``opus proof --content-hash`` proves a report row at its block, offline-checkable by
+    ``opus verify``: a registered hash by its work's provenance, an unregistered one by
+    the trie nodes showing its entry is empty."""
+    block = chain.before_offers  # a block the report could name (not the best one)
+    absent, registered = chain.hashes["new1.jpg"], chain.hashes["cheap.jpg"]
+
+    out = tmp_path / "absent.json"
+    made = opus("proof", "--content-hash", "0x" + absent, "--block", block, "--out", str(out),
+                "--rpc", chain.url)
+    assert made.code == 0, made.err
+    assert f"0x{absent} is not registered" in made.out
+    document = json.loads(out.read_text())
+    assert document["format"] == "opus-absence-proof/1" and document["blockHash"] == block
+    checked = opus("verify", str(out), "--json")  # offline: no --rpc needed
+    assert checked.code == 0, checked.err
+    assert checked.json() == {
+        "valid": True, "registered": False, "contentHash": "0x" + absent, "blockHash": block,
+        "blockNumber": int(document["header"]["number"], 16),
+        "stateRoot": document["header"]["stateRoot"], "claimedFinalized": document["finalized"]}
+
+    # The same nodes cannot pass for another hash, and a registered hash has no absence proof.
+    for forged_hash in (registered, "11" * 32):
+        forged = tmp_path / f"forged-{forged_hash[:4]}.json"
+        forged.write_text(json.dumps({**document, "contentHash": "0x" + forged_hash}))
+        refused = opus("verify", str(forged))
+        assert refused.code == 1 and refused.err.startswith(f"Error: INVALID proof {forged}")
+    tampered = tmp_path / "tampered.json"
+    tampered.write_text(json.dumps({**document, "header": {**document["header"],
+                                                           "number": "0x99"}}))
+    assert "does not hash to blockHash" in opus("verify", str(tampered)).err
+
+    # A registered row: the proof is its work's provenance at that block.
+    work_proof = tmp_path / "work.json"
+    made = opus("proof", "--content-hash", "0x" + registered, "--block", block,
+                "--out", str(work_proof), "--rpc", chain.url)
+    assert made.code == 0, made.err
+    assert f"work #{chain.works['cheap.jpg']}" in made.out
+    checked = opus("verify", str(work_proof), "--json")
+    assert checked.code == 0 and checked.json()["workId"] == chain.works["cheap.jpg"]
+    assert checked.json()["blockHash"] == block
+
+    neither = opus("proof", "--out", str(tmp_path / "x.json"), "--rpc", chain.url)
+    assert neither.code == 1 and "give a work id or --content-hash" in neither.err
+
+
 def test_a_folder_of_media_files_csv_and_json_lines(chain: Chain, tmp_path: Path) -> None:
     # The files themselves, hashed here (big.bin takes several 1 MiB reads).
     out = tmp_path / "media.json"
