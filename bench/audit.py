@@ -300,44 +300,9 @@ def main(argv: list[str] | None = None) -> None:
     if counts != expected or answer["summary"]["feesOwed"] != str(built.fees_owed):
         raise RuntimeError(f"the audit found {counts}, fees {answer['summary']['feesOwed']}; "
                            f"built {expected}, fees {built.fees_owed}")
-    if args.registry:
-        print(json.dumps({
-            "mode": "registry" + (f", dask local:{args.dask}" if args.dask else ""),
-            "rows": args.rows,
-            "registered_works": args.works,
-            "shards": args.shards,
-            "report": args.out_format,
-            "export_seconds": round(exported.seconds, 2),
-            "export_works_per_second": round(args.works / exported.seconds),
-            "export_client_peak_rss_megabytes": round(exported.peak_rss_mb, 1),
-            "export_client_cpu_seconds": round(exported.cpu_seconds, 2),
-            "registry_megabytes": round(exported.answer.get("bytes", 0) / 2**20, 2),
-            "join_seconds": round(run.seconds, 2),
-            "join_rows_per_second": round(args.rows / run.seconds),
-            "join_client_peak_rss_megabytes": round(run.peak_rss_mb, 1),
-            "join_client_cpu_seconds": round(run.cpu_seconds, 2),
-            "node_cpu_seconds": round(node_cpu, 2),
-            "node_peak_rss_megabytes": round(node_rss, 1),
-            "counts": counts,
-            "fees_owed": answer["summary"]["feesOwed"],
-            "block_number": answer["blockNumber"],
-            "prepare_seconds": round(prepare, 1),
-            "node_start_seconds": round(node_up, 1),
-            "cpu_count": os.cpu_count(),
-            "load_average_1min": round(load, 2),
-        }))
-        return
-    print(json.dumps({
-        "rows": args.rows,
-        "registered_works": args.works,
-        "shards": args.shards,
-        "report": args.out_format,
-        "audit_seconds": round(run.seconds, 2),
-        "rows_per_second": round(args.rows / run.seconds),
-        "client_peak_rss_megabytes": round(run.peak_rss_mb, 1),
-        # CPU time of each side during the audit: on a machine shared with other work
-        # they show what the audit itself cost.
-        "client_cpu_seconds": round(run.cpu_seconds, 2),
+    # What both modes print about the run as a whole; CPU time of each side during the
+    # audit: on a machine shared with other work it shows what the audit itself cost.
+    common = {
         "node_cpu_seconds": round(node_cpu, 2),
         "node_peak_rss_megabytes": round(node_rss, 1),
         "counts": counts,
@@ -347,6 +312,32 @@ def main(argv: list[str] | None = None) -> None:
         "node_start_seconds": round(node_up, 1),
         "cpu_count": os.cpu_count(),
         "load_average_1min": round(load, 2),
+    }
+    sizes = {"rows": args.rows, "registered_works": args.works, "shards": args.shards,
+             "report": args.out_format}
+    if args.registry:
+        print(json.dumps({
+            "mode": "registry" + (f", dask local:{args.dask}" if args.dask else ""),
+            **sizes,
+            "export_seconds": round(exported.seconds, 2),
+            "export_works_per_second": round(args.works / exported.seconds),
+            "export_client_peak_rss_megabytes": round(exported.peak_rss_mb, 1),
+            "export_client_cpu_seconds": round(exported.cpu_seconds, 2),
+            "registry_megabytes": round(exported.answer.get("bytes", 0) / 2**20, 2),
+            "join_seconds": round(run.seconds, 2),
+            "join_rows_per_second": round(args.rows / run.seconds),
+            "join_client_peak_rss_megabytes": round(run.peak_rss_mb, 1),
+            "join_client_cpu_seconds": round(run.cpu_seconds, 2),
+            **common,
+        }))
+        return
+    print(json.dumps({
+        **sizes,
+        "audit_seconds": round(run.seconds, 2),
+        "rows_per_second": round(args.rows / run.seconds),
+        "client_peak_rss_megabytes": round(run.peak_rss_mb, 1),
+        "client_cpu_seconds": round(run.cpu_seconds, 2),
+        **common,
     }))
 
 
