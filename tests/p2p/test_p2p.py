@@ -257,9 +257,17 @@ def subscribed(network: Network, others: list[Network], topic: str) -> bool:
     return all(o.host.get_id() in peers for o in others)
 
 
+def in_mesh(network: Network, others: list[Network], topic: str) -> bool:
+    """Whether GossipSub has grafted each of ``others`` into ``network``'s mesh of ``topic``:
+    only then does a publish reach them (a subscribed peer outside the mesh gets nothing
+    until the next heartbeat grafts it)."""
+    mesh = network.gossip.router.mesh.get(topic, set())
+    return all(o.host.get_id() in mesh for o in others)
+
+
 async def wait_meshed(networks: list[Network], neighbours: dict[int, list[int]]) -> None:
-    """Wait until each network is connected (handshake done) to its neighbours and they are
-    subscribed to each other's topics."""
+    """Wait until each network is connected (handshake done) to its neighbours, they are
+    subscribed to each other's topics, and in each other's mesh of them."""
     for i, others in neighbours.items():
         net = networks[i]
         peers = [networks[j] for j in others]
@@ -269,6 +277,8 @@ async def wait_meshed(networks: list[Network], neighbours: dict[int, list[int]])
         for topic in (net.names.blocks_topic, net.names.txs_topic, net.names.votes_topic):
             await wait_for(lambda net=net, peers=peers, topic=topic:
                            subscribed(net, peers, topic), what="subscriptions")
+            await wait_for(lambda net=net, peers=peers, topic=topic:
+                           in_mesh(net, peers, topic), what="mesh")
 
 
 def make_transfers(count: int, genesis_hash: bytes) -> list[bytes]:
