@@ -194,16 +194,7 @@ def run_audit(args: argparse.Namespace, node: NodeProcess, shards: Path,
     report = workdir / f"report.{args.out_format}"
     command = opus("audit", str(shards), "--rpc", f"http://127.0.0.1:{node.rpc_port}",
                    "--licensee", LICENSEE.address, "--out", str(report), "--json")
-    measured = workdir / "audit.measured.json"
-    with open(workdir / "audit.out", "wb") as out, open(workdir / "audit.err", "wb") as err:
-        code = subprocess.run([sys.executable, "-m", "bench.audit", "--measure", str(measured),
-                               "--", *command], stdout=out, stderr=err).returncode
-    if code != 0:
-        raise RuntimeError(f"opus audit exited {code}: "
-                           f"{(workdir / 'audit.err').read_text()[-3000:]}")
-    figures = json.loads(measured.read_text())
-    return AuditRun(figures["seconds"], figures["cpu_seconds"], figures["peak_rss_mb"],
-                    json.loads((workdir / "audit.out").read_text()))
+    return run_measured(command, workdir, "audit")
 
 
 def run_measured(command: list[str], workdir: Path, name: str) -> AuditRun:
