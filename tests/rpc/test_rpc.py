@@ -254,6 +254,16 @@ async def test_system_methods(node: Node) -> None:
     assert not methods & UNSAFE_METHODS  # safe mode lists only what may be called
 
 
+async def test_sync_state_names_the_highest_block_a_peer_announced(node: Node) -> None:
+    """``highestBlock`` is the best of the node's own best block and its peers' (what the
+    network layer's peer table reports through ``peer_info``)."""
+    await wait_for(lambda: node.best.number >= 1)
+    ahead = node.best.number + 500
+    node.peer_info = lambda: [{"peerId": "12D3KooWpeer", "bestNumber": ahead}]
+    sync = await rpc(node, "system_syncState")
+    assert sync["highestBlock"] == ahead and sync["currentBlock"] < ahead
+
+
 # Where a reader looks for a method: node/rpc/methods/<its namespace>.py.
 NAMESPACE_MODULES = {"rpc": "system", "payment": "state"}  # the rest: their own module
 

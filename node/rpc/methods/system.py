@@ -95,14 +95,13 @@ async def system_localListenAddresses(s: Session) -> list[str]:
 
 @METHODS.rpc()
 async def system_syncState(s: Session) -> dict[str, int]:
-    """The block the node started at, its best block, and the highest block it knows of."""
+    """The block the node started at, its best block, and the highest block it knows of:
+    the best of its own and of its connected peers' announced best blocks."""
     node = s.node
-    highest = getattr(node, "highest_known_block", None)
-    if callable(highest):
-        highest = highest()
     best = node.best.number
+    highest = max([best, *(int(p["bestNumber"]) for p in node.peer_info())])
     return {"startingBlock": s.service.starting_block, "currentBlock": best,
-            "highestBlock": max(best, highest) if isinstance(highest, int) else best}
+            "highestBlock": highest}
 
 
 @METHODS.rpc()
